@@ -1,0 +1,88 @@
+"""The narrow interface the engine decodes through, and its adapter for transformers' causal LMs.
+
+The engine never calls a model directly: it prefills a prompt once, steps one token per row, and
+reorders (or drops, or repeats) batch rows of the model's state. A transformer keeps a KV cache, an
+RNN keeps its hidden state; both fit behind these three calls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    context_length: int  # positions the model can see, prompt and generated tokens together
+    vocab_size: int  # width of the logits
+    eos_token_ids: tuple[int, ...]  # generation stops when one of these is produced
+    pad_token_id: int | None  # what finished rows are filled with, as generate() does
+    state_bytes_per_token: int  # memory one row's state grows by per token (KV cache), for beam checks
+
+
+class StepModel(Protocol):
+    facts: ModelFacts
+    device: torch.device
+
+    def prefill(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        """input_ids (1, T) -> last-position logits (1, V) in float32, and the state."""
+
+    def step(self, input_ids: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+        """input_ids (R, 1) -> logits (R, V) in float32, and the advanced state."""
+
+    def select_rows(self, state: Any, rows: torch.Tensor) -> Any:
+        """Keep, repeat or reorder batch rows: new row i is old row rows[i]."""
+
+    def all_logits(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """input_ids (B, T) -> logits (B, T, V) in float32 at every position (for scoring)."""
+
+
+def _eos_ids(config) -> tuple[int, ...]:
+    eos = getattr(config, "eos_token_id", None)
+    if eos is None:
+        return ()
+    return tuple(eos) if isinstance(eos, (list, tuple)) else (int(eos),)
+
+
+class HFCausalLM:
+    """A transformers `*ForCausalLM` behind the engine's interface. Never mutates the model."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.model = model
+        self.device = next(model.parameters()).device
+        config = model.config
+        eos = tuple(i for i in _eos_ids(config) if 0 <= i < config.vocab_size)
+        pad = getattr(model.generation_config, "pad_token_id", None)
+        dtype_bytes = next(model.parameters()).element_size()
+        layers = getattr(config, "num_hidden_layers", getattr(config, "n_layer", 1))
+        hidden = getattr(config, "hidden_size", getattr(config, "n_embd", 1))
+        self.facts = ModelFacts(
+            context_length=int(getattr(config, "max_position_embeddings", None)
+                               or getattr(config, "n_positions")),
+            vocab_size=int(config.vocab_size),
+            eos_token_ids=eos,
+            # generate() pads finished rows with pad_token_id, falling back to the first EOS id
+            pad_token_id=pad if pad is not None else (eos[0] if eos else None),
+            state_bytes_per_token=2 * layers * hidden * dtype_bytes,
+        )
+
+    @torch.inference_mode()
+    def prefill(self, input_ids):
+        out = self.model(input_ids=input_ids, use_cache=True, logits_to_keep=1)
+        return out.logits[:, -1, :].float(), out.past_key_values
+
+    @torch.inference_mode()
+    def step(self, input_ids, state):
+        out = self.model(input_ids=input_ids, past_key_values=state, use_cache=True, logits_to_keep=1)
+        return out.logits[:, -1, :].float(), out.past_key_values
+
+    def select_rows(self, state, rows):
+        # DynamicCache.reorder_cache is an index_select per layer: it repeats, reorders and drops rows.
+        state.reorder_cache(rows)
+        return state
+
+    @torch.inference_mode()
+    def all_logits(self, input_ids):
+        return self.model(input_ids=input_ids, use_cache=False).logits.float()

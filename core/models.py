@@ -1,0 +1,159 @@
+"""Where models come from: shipped folders in assets/, local folders, and the GPT-2 family on the hub.
+
+Loading is safe: transformers' loaders with `trust_remote_code=False` (safetensors, or pickles with
+`weights_only=True`), and names are resolved against this registry, never executed. The hub is tried
+only after the local cache misses, and only when it answers within seconds: offline, the user gets one
+sentence on how to get the weights instead of a stack of retries.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+
+from core.errors import ModelUnavailable
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+SHIPPED_MODELS = ASSETS / "models"
+GPT2_TOKENIZER = ASSETS / "tokenizers" / "gpt2"
+
+# Short names the app offers, and the hub repositories they stand for.
+GPT2_FAMILY = {
+    "gpt2": "openai-community/gpt2",
+    "distilgpt2": "distilbert/distilgpt2",
+    "gpt2-medium": "openai-community/gpt2-medium",
+    "gpt2-large": "openai-community/gpt2-large",
+    "gpt2-xl": "openai-community/gpt2-xl",
+}
+HUB_TIMEOUT_S = 3.0
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    name: str  # what the user chose
+    kind: str  # "shipped", "local" or "hub"
+    location: str  # folder path, or hub repository id
+
+
+def model_dirs() -> list[Path]:
+    """Folders whose sub-folders are offered as models: assets/models, plus PLAYGROUND_MODEL_DIRS."""
+    extra = [Path(p) for p in os.environ.get("PLAYGROUND_MODEL_DIRS", "").split(os.pathsep) if p]
+    return [SHIPPED_MODELS, *extra]
+
+
+def shipped_models() -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for root in model_dirs():
+        if root.is_dir():
+            for sub in sorted(root.iterdir()):
+                if (sub / "config.json").is_file():
+                    found.setdefault(sub.name, sub)
+    return found
+
+
+def available_models() -> list[str]:
+    """Every name the app may offer: configured folders first, then the GPT-2 family."""
+    return [*shipped_models(), *GPT2_FAMILY]
+
+
+def resolve(name: str, *, allow_paths: bool = False) -> ModelSource:
+    """Map a user's model name to where it is loaded from; unknown names get one sentence."""
+    name = (name or "").strip()
+    shipped = shipped_models()
+    if name in shipped:
+        return ModelSource(name, "shipped", str(shipped[name]))
+    if name in GPT2_FAMILY:
+        return ModelSource(name, "hub", GPT2_FAMILY[name])
+    if name in GPT2_FAMILY.values():
+        return ModelSource(name, "hub", name)
+    if allow_paths and Path(name).expanduser().is_dir():
+        folder = Path(name).expanduser().resolve()
+        if not (folder / "config.json").is_file():
+            raise ModelUnavailable(f"The folder {folder} has no config.json, so it is not a saved model.")
+        return ModelSource(name, "local", str(folder))
+    choices = ", ".join(available_models())
+    where = " or a folder saved with save_pretrained" if allow_paths else ""
+    raise ModelUnavailable(f"Unknown model {name!r}: choose one of {choices}{where}.")
+
+
+def pick_device(device: str | None = None) -> tuple[torch.device, torch.dtype]:
+    """CUDA when present (bf16 where the GPU supports it, else fp16), else CPU in fp32."""
+    if device in (None, "auto"):
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ModelUnavailable("CUDA was asked for but no CUDA GPU is visible; use --device cpu.")
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.device(device), dtype
+    return torch.device("cpu"), torch.float32
+
+
+def hub_reachable(timeout: float = HUB_TIMEOUT_S) -> bool:
+    """Can we open a TCP connection to the hub within `timeout` seconds? (DNS included)."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    answer: list[bool] = []
+
+    def probe():
+        try:
+            with socket.create_connection((host, 443), timeout=timeout):
+                answer.append(True)
+        except OSError:
+            answer.append(False)
+
+    # a thread, because name resolution ignores socket timeouts and can hang on a closed network
+    worker = threading.Thread(target=probe, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    return bool(answer and answer[0])
+
+
+def _from_pretrained(location: str, dtype: torch.dtype, **kwargs):
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # keeps the command line's stderr to what the user needs
+
+    return AutoModelForCausalLM.from_pretrained(location, dtype=dtype, trust_remote_code=False, **kwargs)
+
+
+def load_hf_model(source: ModelSource, dtype: torch.dtype):
+    if source.kind != "hub":
+        return _from_pretrained(source.location, dtype, local_files_only=True)
+    try:
+        return _from_pretrained(source.location, dtype, local_files_only=True)
+    except OSError:
+        pass  # not in the local cache: try the hub below
+    if not hub_reachable():
+        raise ModelUnavailable(
+            f"The weights of {source.name} are not on this machine and the Hugging Face hub cannot be "
+            f"reached; on a machine with internet run `python -m core download {source.name}` (or copy a "
+            "folder saved with save_pretrained here and pass its path).")
+    return _from_pretrained(source.location, dtype)
+
+
+def load_tokenizer(folder: str | None):
+    """The folder's own tokenizer when it has one, else the shipped GPT-2 tokenizer."""
+    from transformers import AutoTokenizer
+
+    if folder and any((Path(folder) / f).is_file() for f in ("tokenizer.json", "vocab.json", "tokenizer_config.json")):
+        return AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    return AutoTokenizer.from_pretrained(str(GPT2_TOKENIZER), local_files_only=True)
+
+
+def download(name: str) -> str:
+    """Fetch a GPT-2 family model into the Hugging Face cache (needs internet)."""
+    source = resolve(name)
+    if source.kind != "hub":
+        return f"{name} is stored locally at {source.location}; nothing to download."
+    if not hub_reachable():
+        raise ModelUnavailable("The Hugging Face hub cannot be reached from this machine, so nothing was downloaded.")
+    _from_pretrained(source.location, torch.float32)
+    return f"{name} is in the Hugging Face cache now."

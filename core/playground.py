@@ -1,0 +1,187 @@
+"""What the pages and the command line call: a loaded model with its tokenizer, and the runs on it.
+
+A `Playground` is made once per process (the app caches it) and never mutated afterwards: every call
+takes its settings as arguments and returns fresh results.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import torch
+
+from core import engine, models
+from core.errors import InvalidSetting, PlaygroundError
+from core.lm import HFCausalLM, StepModel
+from core.scoring import ScoredToken, ScoreResult, score_ids
+from core.settings import DecodeSettings, validate
+from core.trace import DISTRIBUTIONS, BeamNode, Candidate, RunTrace, Sequence, Step
+
+
+def default_lineup(max_new_tokens: int = 64, seed: int = 0) -> list[DecodeSettings]:
+    """The Compare page's line-up. The temperature and top-p runs set top_k=0 (pure temperature or
+    nucleus sampling, as in seed 004); generate() would otherwise add its default top_k=50."""
+    base = DecodeSettings(max_new_tokens=max_new_tokens, seed=seed)
+    return [
+        base.replace(strategy="greedy", label="greedy"),
+        base.replace(strategy="beam", num_beams=5, label="beam 5"),
+        base.replace(strategy="beam", num_beams=5, no_repeat_ngram_size=2, label="beam 5 + no-repeat 2"),
+        base.replace(strategy="sample", temperature=0.5, top_k=0, label="temperature 0.5"),
+        base.replace(strategy="sample", temperature=1.0, top_k=0, label="temperature 1.0"),
+        base.replace(strategy="sample", temperature=2.0, top_k=0, label="temperature 2.0"),
+        base.replace(strategy="sample", top_k=50, label="top-k 50"),
+        base.replace(strategy="sample", top_p=0.9, top_k=0, label="top-p 0.9"),
+    ]
+
+
+@dataclass
+class DecodeResult:
+    model: str
+    device: str
+    prompt_ids: list[int]
+    prompt_text: str  # the prompt as decoded, after any cut
+    runs: list[RunTrace]
+    notices: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "device": self.device, "prompt_ids": self.prompt_ids,
+                "prompt_text": self.prompt_text, "notices": self.notices, "seconds": self.seconds,
+                "distributions": DISTRIBUTIONS, "runs": [r.to_dict() for r in self.runs]}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False)
+
+
+class Playground:
+    def __init__(self, name: str, lm: StepModel, tokenizer, model=None):
+        self.name = name
+        self.lm = lm
+        self.tokenizer = tokenizer
+        self.model = model  # the underlying torch module, for anatomy and attention views
+        self.facts = lm.facts
+        self._token_text = lru_cache(maxsize=None)(self._decode_one)
+
+    @classmethod
+    def load(cls, name: str, *, device: str | None = None, allow_paths: bool = False) -> "Playground":
+        source = models.resolve(name, allow_paths=allow_paths)
+        torch_device, dtype = models.pick_device(device)
+        model = models.load_hf_model(source, dtype).to(torch_device).eval()
+        folder = source.location if source.kind != "hub" else None
+        return cls(name, HFCausalLM(model), models.load_tokenizer(folder), model)
+
+    @property
+    def device(self) -> str:
+        return str(self.lm.device)
+
+    def _decode_one(self, token_id: int) -> str:
+        return self.tokenizer.decode([token_id])
+
+    def token_text(self, token_id: int) -> str:
+        return self._token_text(token_id)
+
+    def text(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids)
+
+    # prompts -----------------------------------------------------------------------------------
+    def encode_prompt(self, prompt: str, max_new_tokens: int, *, truncate: bool = True) -> tuple[list[int], list[str]]:
+        """Token ids of the prompt, cut from the left when prompt + new tokens exceed the context."""
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise InvalidSetting("The prompt is empty; type some text for the model to continue.")
+        ids = self.tokenizer.encode(prompt)
+        room = self.facts.context_length - max_new_tokens
+        if len(ids) <= room:
+            return ids, []
+        cut = len(ids) - room
+        message = (f"The prompt has {len(ids)} tokens but the model sees {self.facts.context_length}; "
+                   f"the first {cut} tokens were cut so that the prompt and {max_new_tokens} new tokens fit.")
+        if not truncate:
+            raise InvalidSetting(message.replace("were cut", "would have to be cut") .rstrip(".")
+                                 + " (pass --truncate to cut them).")
+        return ids[cut:], [message]
+
+    def check(self, settings: DecodeSettings) -> None:
+        validate(settings, vocab_size=self.facts.vocab_size, context_length=self.facts.context_length)
+
+    def check_memory(self, runs: list[DecodeSettings], prompt_len: int) -> None:
+        rows = sum(s.rows for s in runs)
+        need = engine.state_bytes_estimate(self.facts, rows, prompt_len + max(s.max_new_tokens for s in runs))
+        free = _free_memory(self.lm.device)
+        if need > 0.8 * free:
+            raise InvalidSetting(
+                f"These runs need about {need / 2**30:.1f} GiB for {rows} rows of state but only "
+                f"{free / 2**30:.1f} GiB is free; lower num_beams or num_return_sequences.")
+
+    # decoding ----------------------------------------------------------------------------------
+    def compare(self, prompt: str, runs: list[DecodeSettings], *, truncate: bool = True, top_n: int = 10,
+                keep_distributions: bool = False, forced_ids: list[int] | None = None,
+                on_step=None) -> DecodeResult:
+        """Decode every run on one prompt, as one batch after a single prefill."""
+        if not runs:
+            raise InvalidSetting("There is nothing to run: add at least one strategy.")
+        for s in runs:
+            self.check(s)
+        ids, notices = self.encode_prompt(prompt, max(s.max_new_tokens for s in runs), truncate=truncate)
+        self.check_memory(runs, len(ids))
+        started = time.perf_counter()
+        raw_runs = engine.decode_batch(self.lm, ids, runs, top_n=top_n, keep_distributions=keep_distributions,
+                                       forced_ids=forced_ids, on_step=on_step)
+        traces = [self._trace(r, len(ids)) for r in raw_runs]
+        return DecodeResult(self.name, self.device, ids, self.text(ids), traces, notices,
+                            time.perf_counter() - started)
+
+    def decode(self, prompt: str, settings: DecodeSettings, **kwargs) -> DecodeResult:
+        return self.compare(prompt, [settings], **kwargs)
+
+    def score(self, text: str) -> ScoreResult:
+        if not isinstance(text, str) or not text.strip():
+            raise InvalidSetting("The text is empty; paste some text to score.")
+        ids = self.tokenizer.encode(text)
+        bos = self.tokenizer.bos_token_id
+        scored = score_ids(self.lm, ids, bos)
+        tokens = [ScoredToken(i, self.token_text(i), lp, rank, -lp / 0.6931471805599453, top, top_p)
+                  for i, lp, rank, top, top_p in scored]
+        return ScoreResult(self.name, tokens, unscored_first_token=bos is None)
+
+    # traces ------------------------------------------------------------------------------------
+    def _trace(self, raw: engine.RawRun, prompt_len: int) -> RunTrace:
+        s = raw.settings
+        sequences = [self._sequence(q, prompt_len) for q in raw.sequences]
+        tree = None
+        if raw.beam_tree is not None:
+            tree = [BeamNode(n.id, n.step, n.parent, n.token_id, self.token_text(n.token_id), n.score,
+                             n.status, n.finished_score) for n in raw.beam_tree]
+        notices = []
+        if any(q.finish_reason == "context" for q in sequences):
+            notices.append(f"Generation stopped at the model's {self.facts.context_length}-token context.")
+        return RunTrace(s.strategy, s.name(), s.params(), sequences, tree, notices)
+
+    def _sequence(self, raw: engine.RawSequence, prompt_len: int) -> Sequence:
+        steps = []
+        for i, st in enumerate(raw.steps):
+            top = [Candidate(t, self.token_text(t), p, pp)
+                   for t, p, pp in zip(st.top_ids, st.top_probs, st.top_processed_probs)]
+            steps.append(Step(i, st.id, self.token_text(st.id), st.logprob, st.processed_logprob, st.rank,
+                              st.processed_rank, st.entropy, st.processed_entropy, top, st.kept, st.banned,
+                              st.curve))
+        reason = raw.finish_reason
+        if reason == "max_new_tokens" and prompt_len + len(steps) >= self.facts.context_length:
+            reason = "context"
+        return Sequence(raw.ids, self.text(raw.ids), steps, reason, raw.beam_score)
+
+
+def _free_memory(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        import os
+
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 40  # unknown: do not refuse
+
+
+__all__ = ["Playground", "DecodeResult", "default_lineup", "PlaygroundError"]

@@ -1,0 +1,140 @@
+"""What a decoding run leaves behind: per-token and per-step records, the beam tree, and the figures.
+
+Two distributions appear everywhere and are never mixed up:
+- "raw": softmax of the model's logits, before any processor;
+- "processed": the scores the strategy actually chose from, after the processors. For greedy and
+  sampling that is softmax of the processed logits (what is sampled from); for beam search it is
+  generate()'s beam scores: log_softmax, then the processors (a banned token gets -inf, nothing is
+  renormalised), so a beam's score is the sum of its processed log-probs.
+Field names say which: `prob` / `logprob` / `rank` are raw, `processed_*` are processed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+
+DISTRIBUTIONS = {
+    "prob": "raw: softmax of the model's logits before any processor",
+    "logprob": "raw: log of `prob`",
+    "processed_prob": "processed: the distribution the strategy chose from, after its processors",
+    "processed_logprob": "processed: log of `processed_prob` (beam search: its unnormalised beam score step)",
+}
+
+
+@dataclass
+class Candidate:
+    id: int
+    token: str
+    prob: float  # raw
+    processed_prob: float  # 0.0 when a processor removed it
+
+
+@dataclass
+class Step:
+    index: int  # 0 = first generated token
+    id: int  # the chosen token
+    token: str
+    logprob: float  # raw log-prob of the chosen token
+    processed_logprob: float
+    rank: int  # 1 = the raw distribution's most likely token
+    processed_rank: int
+    entropy: float  # raw distribution, nats
+    processed_entropy: float
+    top: list[Candidate]  # the raw distribution's top-N, each with its processed probability
+    kept: dict[str, int]  # tokens left after each cutting processor (top_k, top_p, min_p, typical_p)
+    banned: dict[str, list[int]]  # ids no_repeat_ngram banned / repetition_penalty down-weighted
+    curve: list[tuple[int, float]]  # raw sorted cumulative-probability curve: exact (rank, mass) points
+
+
+@dataclass
+class Sequence:
+    ids: list[int]  # generated ids only
+    text: str
+    steps: list[Step]
+    finish_reason: str  # "eos", "max_new_tokens" or "context"
+    beam_score: float | None = None  # beam search: generate()'s sequences_scores (length-penalised)
+
+    @property
+    def token_logprobs(self) -> list[float]:
+        return [s.logprob for s in self.steps]
+
+    @property
+    def sequence_logprob(self) -> float:
+        """Seed 004's sequence_logprob: the raw log-probs of the generated tokens, summed."""
+        return float(sum(self.token_logprobs))
+
+    def figures(self) -> dict:
+        n = len(self.steps)
+        mean = self.sequence_logprob / n if n else 0.0
+        return {
+            "sequence_logprob": self.sequence_logprob,
+            "processed_sequence_logprob": float(sum(s.processed_logprob for s in self.steps)),
+            "mean_logprob": mean,
+            "perplexity": math.exp(-mean) if n else float("nan"),
+            "distinct": {f"distinct_{k}": distinct_n(self.ids, k) for k in (1, 2, 3)},
+            "repeated_ngrams": {f"{k}-grams": repeated_ngrams(self.ids, k) for k in (2, 3)},
+        }
+
+    def to_dict(self) -> dict:
+        return {
+            "ids": self.ids,
+            "text": self.text,
+            "token_logprobs": self.token_logprobs,
+            "processed_token_logprobs": [s.processed_logprob for s in self.steps],
+            **self.figures(),
+            "finish_reason": self.finish_reason,
+            "beam_score": self.beam_score,
+            "steps": [asdict(s) for s in self.steps],
+        }
+
+
+@dataclass
+class BeamNode:
+    id: int  # unique within the run
+    step: int
+    parent: int | None  # None: child of the prompt
+    token_id: int
+    token: str
+    score: float  # cumulative processed log-prob of the beam up to and including this token
+    status: str  # "kept" (continues), "finished" (a hypothesis), "pruned"
+    finished_score: float | None = None  # length-penalised score, when finished
+
+
+@dataclass
+class RunTrace:
+    strategy: str
+    name: str
+    params: dict
+    sequences: list[Sequence]  # best first
+    beam_tree: list[BeamNode] | None = None
+    notices: list[str] = field(default_factory=list)
+
+    @property
+    def best(self) -> Sequence:
+        return self.sequences[0]
+
+    def to_dict(self) -> dict:
+        best = self.best.to_dict()
+        return {
+            "strategy": self.strategy,
+            "name": self.name,
+            "params": self.params,
+            # the best sequence's fields at the top level: the command line's JSON contract
+            **best,
+            "sequences": [s.to_dict() for s in self.sequences] if len(self.sequences) > 1 else None,
+            "beam_tree": [asdict(n) for n in self.beam_tree] if self.beam_tree is not None else None,
+        }
+
+
+def distinct_n(ids: list[int], n: int) -> float:
+    """Unique n-grams / all n-grams of the sequence (1.0 = no repetition); 0.0 when too short."""
+    grams = [tuple(ids[i:i + n]) for i in range(len(ids) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def repeated_ngrams(ids: list[int], n: int) -> int:
+    """How many n-gram occurrences repeat an earlier one."""
+    counts = Counter(tuple(ids[i:i + n]) for i in range(len(ids) - n + 1))
+    return sum(c - 1 for c in counts.values() if c > 1)
