@@ -339,14 +339,21 @@ class _BeamRun(_Run):
         figs = torch.stack([raw_c, proc_c, rank_c.float(), prank_c.float()], -1).tolist()
         src_l, ids_l, scores_l = src.tolist(), ids.tolist(), topk_log_probs[0].tolist()
         next_l, keep_l = next_topk[0].tolist(), keep_merged[0].tolist()
-        fin_l, hits_l = fin_lp[0].tolist(), did_finish[0].tolist()
+        fin_l, hits_l, stopped_l = fin_lp[0].tolist(), did_finish[0].tolist(), hits[0].tolist()
         cand_hyps = []
         for k in range(self.beams_to_keep):
             parent = self.running[src_l[k]]
             lp, plp, rank, prank = figs[k]
             node_id = len(self.tree)
             finished_here = (self.num_beams + k) in keep_l and hits_l[k]
-            status = "kept" if k in next_l else ("finished" if finished_here else "pruned")
+            # a candidate that hit EOS or the length limit never continues, even when generate() keeps
+            # it in a running slot (with a -1e9 score) for want of better ones
+            if finished_here:
+                status = "finished"
+            elif k in next_l and not stopped_l[k]:
+                status = "kept"
+            else:
+                status = "pruned"
             self.tree.append(RawBeamNode(node_id, step, parent.node, ids_l[k], scores_l[k], status,
                                          fin_l[k] if finished_here else None))
             cand_hyps.append(_Hypothesis(parent.path + [(src_l[k], ids_l[k], (lp, plp, int(rank), int(prank)))],

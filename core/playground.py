@@ -166,7 +166,7 @@ class Playground:
                    for t, p, pp in zip(st.top_ids, st.top_probs, st.top_processed_probs)]
             steps.append(Step(i, st.id, self.token_text(st.id), st.logprob, st.processed_logprob, st.rank,
                               st.processed_rank, st.entropy, st.processed_entropy, top, st.kept, st.banned,
-                              st.curve))
+                              st.curve, st.distribution))
         reason = raw.finish_reason
         if reason == "max_new_tokens" and prompt_len + len(steps) >= self.facts.context_length:
             reason = "context"

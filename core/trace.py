@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 DISTRIBUTIONS = {
     "prob": "raw: softmax of the model's logits before any processor",
@@ -46,6 +46,14 @@ class Step:
     kept: dict[str, int]  # tokens left after each cutting processor (top_k, top_p, min_p, typical_p)
     banned: dict[str, list[int]]  # ids no_repeat_ngram banned / repetition_penalty down-weighted
     curve: list[tuple[int, float]]  # raw sorted cumulative-probability curve: exact (rank, mass) points
+    # the full processed log-prob vector (V,), only when asked for (keep_distributions); not exported
+    distribution: object = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict:
+        # field by field: asdict() would deep-copy the distribution tensor only to drop it
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "distribution"}
+        out["top"] = [asdict(c) for c in self.top]
+        return out
 
 
 @dataclass
@@ -86,7 +94,7 @@ class Sequence:
             **self.figures(),
             "finish_reason": self.finish_reason,
             "beam_score": self.beam_score,
-            "steps": [asdict(s) for s in self.steps],
+            "steps": [s.to_dict() for s in self.steps],
         }
 
 
