@@ -3,7 +3,6 @@
 import streamlit as st
 
 from core import models
-from core.cli import default_model
 from core.errors import PlaygroundError
 from core.playground import Playground, default_lineup
 
@@ -24,7 +23,7 @@ st.title("Decoding Playground")
 st.caption("One prompt, eight decoding strategies, every token's log-probability.")
 
 names = models.available_models()
-default = default_model()
+default = models.default_model()
 with st.sidebar:
     model_name = st.selectbox("Model", names, index=names.index(default) if default in names else 0,
                               key="home_model")

@@ -14,9 +14,6 @@ import sys
 from core.errors import PlaygroundError
 from core.settings import DecodeSettings
 
-DEFAULT_MODEL = "shakespeare-gpt2"  # the shipped default, once assets/models holds it
-
-
 def _bool_or_never(text: str):
     lowered = text.lower()
     if lowered in ("true", "1", "yes"):
@@ -125,7 +122,7 @@ def _run(args) -> int:
     if args.command == "download":
         print(models.download(args.name))
         return 0
-    name = args.model or default_model()
+    name = args.model or models.default_model()
     pg = Playground.load(name, device=args.device, allow_paths=True)
     if args.command == "score":
         result = pg.score(args.text)
@@ -142,14 +139,3 @@ def _run(args) -> int:
         print(f"note: {notice}", file=sys.stderr)
     print(result.to_json() if args.json else _table(result))
     return 0
-
-
-def default_model() -> str:
-    from core import models
-
-    shipped = models.shipped_models()
-    if DEFAULT_MODEL in shipped:
-        return DEFAULT_MODEL
-    if shipped:
-        return next(iter(shipped))
-    return "gpt2"

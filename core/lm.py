@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
+from transformers.cache_utils import DynamicLayer
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,19 @@ class HFCausalLM:
         return out.logits[:, -1, :].float(), out.past_key_values
 
     def select_rows(self, state, rows):
-        # DynamicCache.reorder_cache is an index_select per layer: it repeats, reorders and drops rows.
+        layers = getattr(state, "layers", [])
+        if layers and all(type(layer) is DynamicLayer for layer in layers) and layers[0].keys is not None \
+                and rows.shape[0] == layers[0].keys.shape[0]:
+            # Same batch size: copy only the rows whose source changed. reorder_cache would copy every
+            # row of every layer, although greedy and sampling rows never move and beams often stay.
+            moved = (rows != torch.arange(rows.shape[0], device=rows.device)).nonzero().flatten()
+            if moved.numel():
+                source = rows[moved]
+                for layer in layers:
+                    layer.keys[moved] = layer.keys[source]  # the right side is gathered (copied) first
+                    layer.values[moved] = layer.values[source]
+            return state
+        # growing, shrinking or other cache types: DynamicCache's own index_select per layer
         state.reorder_cache(rows)
         return state
 

@@ -32,6 +32,7 @@ GPT2_FAMILY = {
     "gpt2-xl": "openai-community/gpt2-xl",
 }
 HUB_TIMEOUT_S = 3.0
+DEFAULT_MODEL = "shakespeare-gpt2"  # the embedded default, once assets/models ships it
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,14 @@ def shipped_models() -> dict[str, Path]:
 def available_models() -> list[str]:
     """Every name the app may offer: configured folders first, then the GPT-2 family."""
     return [*shipped_models(), *GPT2_FAMILY]
+
+
+def default_model() -> str:
+    """The embedded default if shipped, else the first configured folder, else GPT-2."""
+    shipped = shipped_models()
+    if DEFAULT_MODEL in shipped:
+        return DEFAULT_MODEL
+    return next(iter(shipped), "gpt2")
 
 
 def resolve(name: str, *, allow_paths: bool = False) -> ModelSource:

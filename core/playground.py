@@ -96,12 +96,11 @@ class Playground:
         if len(ids) <= room:
             return ids, []
         cut = len(ids) - room
-        message = (f"The prompt has {len(ids)} tokens but the model sees {self.facts.context_length}; "
-                   f"the first {cut} tokens were cut so that the prompt and {max_new_tokens} new tokens fit.")
+        head = f"The prompt has {len(ids)} tokens but the model sees {self.facts.context_length}; the first {cut}"
+        tail = f"so that the prompt and {max_new_tokens} new tokens fit"
         if not truncate:
-            raise InvalidSetting(message.replace("were cut", "would have to be cut") .rstrip(".")
-                                 + " (pass --truncate to cut them).")
-        return ids[cut:], [message]
+            raise InvalidSetting(f"{head} tokens would have to be cut {tail} (pass --truncate to cut them).")
+        return ids[cut:], [f"{head} tokens were cut {tail}."]
 
     def check(self, settings: DecodeSettings) -> None:
         validate(settings, vocab_size=self.facts.vocab_size, context_length=self.facts.context_length)
