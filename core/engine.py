@@ -196,7 +196,7 @@ class _Run:
         self.done = False
         self.eos = torch.tensor(facts.eos_token_ids, dtype=torch.long, device=prompt.device)
 
-    def _raw_step(self, stats: _RowStats, row: int, step: int, token_id: int, figures) -> RawStep:
+    def _raw_step(self, stats: _RowStats, row: int, token_id: int, figures) -> RawStep:
         host = stats.to_host()
         lp, plp, rank, prank = figures
         return RawStep(
@@ -262,7 +262,7 @@ class _SingleRun(_Run):
                 if live[row]:
                     lp, plp, rank, prank = figs[row]
                     steps_per_row[row].append(self._raw_step(
-                        self.stats[step], row, step, ids[row], (lp, plp, int(rank), int(prank))))
+                        self.stats[step], row, ids[row], (lp, plp, int(rank), int(prank))))
         for row in range(self.rows):
             sequences.append(RawSequence(steps_per_row[row], self.finish[row]))
         return RawRun(self.settings, sequences)
@@ -389,7 +389,7 @@ class _BeamRun(_Run):
         scores = self.beam_scores[0].tolist()
         sequences = []
         for hyp, score in zip(self.finished[: self.settings.num_return_sequences], scores):
-            steps = [self._raw_step(self.stats[i], row, i, token, figs)
+            steps = [self._raw_step(self.stats[i], row, token, figs)
                      for i, (row, token, figs) in enumerate(hyp.path)]
             last = hyp.path[-1][1]
             reason = "eos" if last in self.facts.eos_token_ids else "max_new_tokens"

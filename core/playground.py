@@ -121,6 +121,8 @@ class Playground:
         """Decode every run on one prompt, as one batch after a single prefill."""
         if not runs:
             raise InvalidSetting("There is nothing to run: add at least one strategy.")
+        if not isinstance(top_n, int) or not 1 <= top_n <= 100:
+            raise InvalidSetting(f"top_n (candidates recorded per step) must be from 1 to 100, got {top_n!r}.")
         for s in runs:
             self.check(s)
         ids, notices = self.encode_prompt(prompt, max(s.max_new_tokens for s in runs), truncate=truncate)

@@ -73,6 +73,7 @@ BAD = {
     "max_new_tokens 0": (["--max-new-tokens", "0"], "max_new_tokens"),
     "max_new_tokens past the context": (["--max-new-tokens", "500"], "context"),
     "no-repeat negative": (["--no-repeat-ngram-size", "-1"], "no_repeat_ngram_size"),
+    "top-n 0": (["--top-n", "0"], "top_n"),
 }
 
 
