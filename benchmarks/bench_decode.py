@@ -83,10 +83,10 @@ def main() -> None:
         same = got == expected if not settings.do_sample else len(got) == len(expected)
         tokens = len(got)
         g_med, e_med = statistics.median(g_times), statistics.median(e_times)
-        rows.append({"strategy": settings.label, "generate_s": g_med, "engine_s": e_med,
+        rows.append({"strategy": settings.name(), "generate_s": g_med, "engine_s": e_med,
                      "generate_tok_s": tokens / g_med, "engine_tok_s": tokens / e_med,
                      "ratio": g_med / e_med, "same_tokens" if not settings.do_sample else "same_length": same})
-        print(f"{settings.label:<24}{tokens / g_med:>15.1f}{tokens / e_med:>14.1f}{g_med / e_med:>7.2f}x  "
+        print(f"{settings.name():<24}{tokens / g_med:>15.1f}{tokens / e_med:>14.1f}{g_med / e_med:>7.2f}x  "
               f"{'yes' if same else 'NO'}{'' if not settings.do_sample else ' (length)'}")
 
     for _ in range(args.reps):

@@ -47,27 +47,63 @@ def _eos_ids(config) -> tuple[int, ...]:
     return tuple(eos) if isinstance(eos, (list, tuple)) else (int(eos),)
 
 
+def model_facts(model: torch.nn.Module) -> ModelFacts:
+    """What the engine must know about a transformers-format model, read from its config."""
+    config = model.config
+    eos = tuple(i for i in _eos_ids(config) if 0 <= i < config.vocab_size)
+    generation_config = getattr(model, "generation_config", None)
+    pad = getattr(generation_config, "pad_token_id", None)
+    dtype_bytes = next(model.parameters()).element_size()
+    layers = getattr(config, "num_hidden_layers", getattr(config, "n_layer", 1))
+    hidden = getattr(config, "hidden_size", getattr(config, "n_embd", 1))
+    return ModelFacts(
+        context_length=int(getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions")),
+        vocab_size=int(config.vocab_size),
+        eos_token_ids=eos,
+        # generate() pads finished rows with pad_token_id, falling back to the first EOS id
+        pad_token_id=pad if pad is not None else (eos[0] if eos else None),
+        state_bytes_per_token=2 * layers * hidden * dtype_bytes,
+    )
+
+
+def adapter_for(model: torch.nn.Module) -> "StepModel":
+    """Our own models decode through their own state; transformers' models through their KV cache."""
+    if all(hasattr(model, name) for name in ("prefill", "step", "select_rows")):
+        return NativeLM(model)
+    return HFCausalLM(model)
+
+
+class NativeLM:
+    """A model of core.custom_models: it keeps its state (KV cache or LSTM state) itself."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.model = model
+        self.device = next(model.parameters()).device
+        self.facts = model_facts(model)
+
+    @torch.inference_mode()
+    def prefill(self, input_ids):
+        return self.model.prefill(input_ids)
+
+    @torch.inference_mode()
+    def step(self, input_ids, state):
+        return self.model.step(input_ids, state)
+
+    def select_rows(self, state, rows):
+        return self.model.select_rows(state, rows)
+
+    @torch.inference_mode()
+    def all_logits(self, input_ids):
+        return self.model(input_ids).logits.float()
+
+
 class HFCausalLM:
     """A transformers `*ForCausalLM` behind the engine's interface. Never mutates the model."""
 
     def __init__(self, model: torch.nn.Module):
         self.model = model
         self.device = next(model.parameters()).device
-        config = model.config
-        eos = tuple(i for i in _eos_ids(config) if 0 <= i < config.vocab_size)
-        pad = getattr(model.generation_config, "pad_token_id", None)
-        dtype_bytes = next(model.parameters()).element_size()
-        layers = getattr(config, "num_hidden_layers", getattr(config, "n_layer", 1))
-        hidden = getattr(config, "hidden_size", getattr(config, "n_embd", 1))
-        self.facts = ModelFacts(
-            context_length=int(getattr(config, "max_position_embeddings", None)
-                               or getattr(config, "n_positions")),
-            vocab_size=int(config.vocab_size),
-            eos_token_ids=eos,
-            # generate() pads finished rows with pad_token_id, falling back to the first EOS id
-            pad_token_id=pad if pad is not None else (eos[0] if eos else None),
-            state_bytes_per_token=2 * layers * hidden * dtype_bytes,
-        )
+        self.facts = model_facts(model)
 
     @torch.inference_mode()
     def prefill(self, input_ids):

@@ -126,6 +126,8 @@ def hub_reachable(timeout: float = HUB_TIMEOUT_S) -> bool:
 
 def _from_pretrained(location: str, dtype: torch.dtype, **kwargs):
     from transformers import AutoModelForCausalLM
+
+    import core.custom_models  # noqa: F401 - registers our own architectures with the Auto classes
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # keeps the command line's stderr to what the user needs
@@ -148,13 +150,17 @@ def load_hf_model(source: ModelSource, dtype: torch.dtype):
     return _from_pretrained(source.location, dtype)
 
 
-def load_tokenizer(folder: str | None):
+def tokenizer_folder(folder: str | None) -> str:
     """The folder's own tokenizer when it has one, else the shipped GPT-2 tokenizer."""
+    if folder and any((Path(folder) / f).is_file() for f in ("tokenizer.json", "vocab.json", "tokenizer_config.json")):
+        return str(folder)
+    return str(GPT2_TOKENIZER)
+
+
+def load_tokenizer(folder: str | None):
     from transformers import AutoTokenizer
 
-    if folder and any((Path(folder) / f).is_file() for f in ("tokenizer.json", "vocab.json", "tokenizer_config.json")):
-        return AutoTokenizer.from_pretrained(folder, local_files_only=True)
-    return AutoTokenizer.from_pretrained(str(GPT2_TOKENIZER), local_files_only=True)
+    return AutoTokenizer.from_pretrained(tokenizer_folder(folder), local_files_only=True)
 
 
 def download(name: str) -> str:

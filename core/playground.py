@@ -15,7 +15,7 @@ import torch
 
 from core import engine, models
 from core.errors import InvalidSetting, PlaygroundError
-from core.lm import HFCausalLM, StepModel
+from core.lm import StepModel, adapter_for
 from core.scoring import ScoredToken, ScoreResult, score_ids
 from core.settings import DecodeSettings, validate
 from core.trace import DISTRIBUTIONS, BeamNode, Candidate, RunTrace, Sequence, Step
@@ -26,14 +26,14 @@ def default_lineup(max_new_tokens: int = 64, seed: int = 0) -> list[DecodeSettin
     nucleus sampling, as in seed 004); generate() would otherwise add its default top_k=50."""
     base = DecodeSettings(max_new_tokens=max_new_tokens, seed=seed)
     return [
-        base.replace(strategy="greedy", label="greedy"),
-        base.replace(strategy="beam", num_beams=5, label="beam 5"),
-        base.replace(strategy="beam", num_beams=5, no_repeat_ngram_size=2, label="beam 5 + no-repeat 2"),
-        base.replace(strategy="sample", temperature=0.5, top_k=0, label="temperature 0.5"),
-        base.replace(strategy="sample", temperature=1.0, top_k=0, label="temperature 1.0"),
-        base.replace(strategy="sample", temperature=2.0, top_k=0, label="temperature 2.0"),
-        base.replace(strategy="sample", top_k=50, label="top-k 50"),
-        base.replace(strategy="sample", top_p=0.9, top_k=0, label="top-p 0.9"),
+        base.replace(strategy="greedy"),
+        base.replace(strategy="beam", num_beams=5),
+        base.replace(strategy="beam", num_beams=5, no_repeat_ngram_size=2),
+        base.replace(strategy="sample", temperature=0.5, top_k=0),
+        base.replace(strategy="sample", temperature=1.0, top_k=0),
+        base.replace(strategy="sample", temperature=2.0, top_k=0),
+        base.replace(strategy="sample", top_k=50),
+        base.replace(strategy="sample", top_p=0.9, top_k=0),
     ]
 
 
@@ -71,7 +71,7 @@ class Playground:
         torch_device, dtype = models.pick_device(device)
         model = models.load_hf_model(source, dtype).to(torch_device).eval()
         folder = source.location if source.kind != "hub" else None
-        return cls(name, HFCausalLM(model), models.load_tokenizer(folder), model)
+        return cls(name, adapter_for(model), models.load_tokenizer(folder), model)
 
     @property
     def device(self) -> str:
@@ -117,15 +117,20 @@ class Playground:
     # decoding ----------------------------------------------------------------------------------
     def compare(self, prompt: str, runs: list[DecodeSettings], *, truncate: bool = True, top_n: int = 10,
                 keep_distributions: bool = False, forced_ids: list[int] | None = None,
-                on_step=None) -> DecodeResult:
-        """Decode every run on one prompt, as one batch after a single prefill."""
+                continuation: list[int] | None = None, on_step=None) -> DecodeResult:
+        """Decode every run on one prompt, as one batch after a single prefill.
+
+        `continuation` ids are appended to the prompt's ids as they are (not re-tokenized), so a
+        branch continues from exactly the token path it was taken from."""
         if not runs:
             raise InvalidSetting("There is nothing to run: add at least one strategy.")
         if not isinstance(top_n, int) or not 1 <= top_n <= 100:
             raise InvalidSetting(f"top_n (candidates recorded per step) must be from 1 to 100, got {top_n!r}.")
         for s in runs:
             self.check(s)
-        ids, notices = self.encode_prompt(prompt, max(s.max_new_tokens for s in runs), truncate=truncate)
+        longest = max(s.max_new_tokens for s in runs)
+        ids, notices = self.encode_prompt(prompt, longest + len(continuation or []), truncate=truncate)
+        ids = ids + list(continuation or [])
         self.check_memory(runs, len(ids))
         started = time.perf_counter()
         raw_runs = engine.decode_batch(self.lm, ids, runs, top_n=top_n, keep_distributions=keep_distributions,
@@ -165,9 +170,10 @@ class Playground:
         for i, st in enumerate(raw.steps):
             top = [Candidate(t, self.token_text(t), p, pp)
                    for t, p, pp in zip(st.top_ids, st.top_probs, st.top_processed_probs)]
+            banned_tokens = {name: [self.token_text(t) for t in ids] for name, ids in st.banned.items()}
             steps.append(Step(i, st.id, self.token_text(st.id), st.logprob, st.processed_logprob, st.rank,
                               st.processed_rank, st.entropy, st.processed_entropy, top, st.kept, st.banned,
-                              st.curve, st.distribution))
+                              st.curve, banned_tokens, st.distribution))
         reason = raw.finish_reason
         if reason == "max_new_tokens" and prompt_len + len(steps) >= self.facts.context_length:
             reason = "context"

@@ -57,28 +57,33 @@ class DecodeSettings:
         """A short human name: the label if set, else the strategy and its non-default settings."""
         if self.label:
             return self.label
-        parts = []
         if self.is_beam:
-            parts.append(f"beam {self.num_beams}")
+            parts = [f"beam {self.num_beams}"]
             if self.length_penalty != 1.0:
-                parts.append(f"length_penalty {self.length_penalty:g}")
+                parts.append(f"length penalty {_num(self.length_penalty)}")
         elif self.do_sample:
-            parts.append(f"sample T={self.temperature:g}")
+            parts = []
+            only_temperature = not self.top_k and self.top_p == 1.0 and self.min_p is None and self.typical_p == 1.0
+            if self.temperature != 1.0 or only_temperature:
+                parts.append(f"temperature {_num(self.temperature)}")
             if self.top_k:
                 parts.append(f"top-k {self.top_k}")
             if self.top_p < 1.0:
-                parts.append(f"top-p {self.top_p:g}")
+                parts.append(f"top-p {_num(self.top_p)}")
             if self.min_p is not None:
-                parts.append(f"min-p {self.min_p:g}")
+                parts.append(f"min-p {_num(self.min_p)}")
             if self.typical_p < 1.0:
-                parts.append(f"typical-p {self.typical_p:g}")
+                parts.append(f"typical-p {_num(self.typical_p)}")
         else:
-            parts.append("greedy")
+            parts = ["greedy"]
+        name = ", ".join(parts)
         if self.no_repeat_ngram_size:
-            parts.append(f"no-repeat {self.no_repeat_ngram_size}")
+            name += f" + no-repeat {self.no_repeat_ngram_size}"
         if self.repetition_penalty != 1.0:
-            parts.append(f"repetition_penalty {self.repetition_penalty:g}")
-        return ", ".join(parts)
+            name += f" + repetition penalty {_num(self.repetition_penalty)}"
+        if self.num_return_sequences > 1:
+            name += f" ({self.num_return_sequences} returned)"
+        return name
 
     def generate_kwargs(self) -> dict:
         """The keyword arguments that make `model.generate()` decode exactly like this run."""
@@ -101,6 +106,11 @@ class DecodeSettings:
     def params(self) -> dict:
         """The settings that matter for this strategy (what a recipe or the JSON output records)."""
         return {**self.generate_kwargs(), "strategy": self.strategy, "seed": self.seed}
+
+
+def _num(value: float) -> str:
+    """1.0 -> '1.0', 0.25 -> '0.25': one decimal at least, as people write temperatures."""
+    return f"{value:.1f}" if round(value, 1) == value else f"{value:g}"
 
 
 def _finite(name: str, value: float) -> None:

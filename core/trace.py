@@ -46,6 +46,7 @@ class Step:
     kept: dict[str, int]  # tokens left after each cutting processor (top_k, top_p, min_p, typical_p)
     banned: dict[str, list[int]]  # ids no_repeat_ngram banned / repetition_penalty down-weighted
     curve: list[tuple[int, float]]  # raw sorted cumulative-probability curve: exact (rank, mass) points
+    banned_tokens: dict[str, list[str]] = field(default_factory=dict)  # the banned ids as text
     # the full processed log-prob vector (V,), only when asked for (keep_distributions); not exported
     distribution: object = field(default=None, repr=False, compare=False)
 

@@ -99,10 +99,10 @@ def test_beam_tree(playground):
 def test_lineup_in_one_batch_equals_each_run_alone(playground):
     lineup = default_lineup(max_new_tokens=16, seed=11)
     together = playground.compare(PROMPTS[1], lineup)
-    assert [r.name for r in together.runs] == [s.label for s in lineup]
+    assert [r.name for r in together.runs] == [s.name() for s in lineup]
     for settings, run in zip(lineup, together.runs):
         alone = playground.decode(PROMPTS[1], settings).runs[0]
-        assert [s.ids for s in run.sequences] == [s.ids for s in alone.sequences], settings.label
+        assert [s.ids for s in run.sequences] == [s.ids for s in alone.sequences], settings.name()
         assert run.best.sequence_logprob == pytest.approx(alone.best.sequence_logprob, abs=1e-4)
 
 
@@ -112,3 +112,17 @@ def test_distinct_and_repeats():
     assert distinct_n([1, 2, 1, 2, 1], 2) == 0.5
     assert repeated_ngrams([1, 2, 1, 2, 1], 2) == 2
     assert distinct_n([1], 2) == 0.0
+
+
+def test_a_branch_continues_from_the_exact_token_path(playground):
+    main = playground.decode(PROMPTS[0], DecodeSettings("greedy", max_new_tokens=12))
+    ids = main.runs[0].best.ids
+    # taking the main line's own token at step 3 must reproduce the main line from there
+    same = playground.decode(PROMPTS[0], DecodeSettings("greedy", max_new_tokens=8), continuation=ids[:4])
+    assert same.prompt_ids == main.prompt_ids + ids[:4]
+    assert same.runs[0].best.ids == ids[4:12]
+    # an alternative token really changes the path
+    alternative = main.runs[0].best.steps[3].top[1].id
+    other = playground.decode(PROMPTS[0], DecodeSettings("greedy", max_new_tokens=8),
+                              continuation=ids[:3] + [alternative])
+    assert other.prompt_ids[-1] == alternative and other.prompt_ids[:-1] == main.prompt_ids + ids[:3]

@@ -1,0 +1,61 @@
+"""Beam search: the tree of beams, their scores, and what length penalty and no-repeat-n-gram change."""
+
+import streamlit as st
+
+from ui import PRESETS, bounded, decode, sidebar, state
+from core import figures
+from core.settings import DecodeSettings
+
+PAGE = "beam"
+SCHEMA = {"prompt": PRESETS["A long long time ago"], "num_beams": 5, "length_penalty": 1.0,
+          "no_repeat_ngram_size": 2, "early_stopping": False}
+
+pg = sidebar(PAGE, SCHEMA, "Beam search")
+st.text_area("Prompt", key=f"{PAGE}_prompt", height=80)
+for name, low, high in (("num_beams", 1, 10), ("length_penalty", -2.0, 3.0), ("no_repeat_ngram_size", 0, 5)):
+    bounded(PAGE, name, low, high)
+cols = st.columns(4)
+cols[0].slider("num_beams", 1, 10, key=f"{PAGE}_num_beams")
+cols[1].slider("length_penalty", -2.0, 3.0, step=0.1, key=f"{PAGE}_length_penalty")
+cols[2].slider("no_repeat_ngram_size", 0, 5, key=f"{PAGE}_no_repeat_ngram_size")
+cols[3].checkbox("early_stopping", key=f"{PAGE}_early_stopping")
+
+beams = state(PAGE, "num_beams")
+base = DecodeSettings("beam", num_beams=beams, length_penalty=state(PAGE, "length_penalty"),
+                      early_stopping=state(PAGE, "early_stopping"), max_new_tokens=state(PAGE, "max_new_tokens"),
+                      num_return_sequences=beams)
+runs = [base.replace(no_repeat_ngram_size=0), base.replace(no_repeat_ngram_size=state(PAGE, "no_repeat_ngram_size"))]
+if runs[0] == runs[1]:
+    runs = runs[:1]
+result = decode(pg, state(PAGE, "prompt"), runs)
+if result is None:
+    st.stop()
+for notice in result.notices:
+    st.warning(notice)
+if beams == 1:
+    st.info("With one beam, beam search is greedy decoding (as in generate()); raise num_beams to see a tree.")
+
+columns = st.columns(len(result.runs))
+for column, run in zip(columns, result.runs):
+    with column:
+        f = run.best.figures()
+        st.subheader(run.name)
+        st.html(figures.tokens_html(run.best, "raw"))
+        st.caption(f"sequence log-prob **{f['sequence_logprob']:.2f}** (raw) · repeated 2-grams "
+                   f"**{f['repeated_ngrams']['2-grams']}** · distinct-2 **{f['distinct']['distinct_2']:.2f}**")
+        st.dataframe([{"rank": i + 1, "beam score (length-penalised)": round(q.beam_score, 3) if q.beam_score else None,
+                       "sequence log-prob (raw)": round(q.sequence_logprob, 2), "tokens": len(q.ids), "text": q.text}
+                      for i, q in enumerate(run.sequences)], hide_index=True)
+if len(result.runs) == 2:
+    a, b = (r.best.figures() for r in result.runs)
+    st.markdown(f"No-repeat-{state(PAGE, 'no_repeat_ngram_size')} changes the raw sequence log-prob by "
+                f"**{b['sequence_logprob'] - a['sequence_logprob']:+.2f}** and the repeated 2-grams from "
+                f"**{a['repeated_ngrams']['2-grams']}** to **{b['repeated_ngrams']['2-grams']}** "
+                "(seed 004: the log-prob drops, the repetition goes).")
+tree_run = result.runs[-1]
+if tree_run.beam_tree:
+    st.plotly_chart(figures.beam_tree_figure(tree_run, max_steps=min(20, state(PAGE, "max_new_tokens"))),
+                    key=f"{PAGE}_tree")
+    st.caption(f"The tree of {tree_run.name}: every step's {2 * beams} candidates, first 20 steps. Blue beams "
+               "go on, green ones finished as hypotheses, grey ones were pruned. Scores are sums of processed "
+               "log-probs; a finished score is divided by length ** length_penalty.")

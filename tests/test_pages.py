@@ -1,0 +1,145 @@
+"""Every page under Streamlit's AppTest, on the shipped default model, each with its real sidebar.
+
+Pages are run from their own files (as AppTest.switch_page would): each draws the shared sidebar
+itself, so its widgets are there without the entry file.
+"""
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import models
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = {
+    "compare": "pages/1_compare.py", "step": "pages/2_step_through.py", "lab": "pages/3_sampling_lab.py",
+    "beam": "pages/4_beam_search.py", "anatomy": "pages/5_models_and_tokens.py", "score": "pages/6_score_a_text.py",
+}
+
+
+def page(name: str, **params) -> AppTest:
+    at = AppTest.from_file(str(ROOT / PAGES[name]), default_timeout=180)
+    for key, value in params.items():
+        at.query_params[key] = str(value)
+    return at.run()
+
+
+def texts(at) -> list[str]:
+    return [h.value for h in at.subheader] + [m.value for m in at.markdown] + [c.value for c in at.caption]
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_every_page_runs_with_its_sidebar(name):
+    at = page(name, max_new_tokens=12)
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert at.sidebar.selectbox(key=f"{name}_model").value == models.default_model() == "shakespeare-gpt2"
+    assert at.sidebar.number_input(key=f"{name}_seed").value == 0
+    assert at.sidebar.slider(key=f"{name}_max_new_tokens").value == 12
+    assert any("Device: **cpu**" in c.value for c in at.sidebar.caption)
+
+
+def test_entry_file_navigates_to_compare():
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=180)
+    at.query_params["max_new_tokens"] = "8"
+    at.run()
+    assert not at.exception and at.title[0].value == "Compare decoding strategies"
+
+
+def test_compare_lineup_seed_and_link_round_trip():
+    at = page("compare", max_new_tokens=10, prompt="Romeo.\n")
+    names = {h.value for h in at.subheader}
+    assert names == {"greedy", "beam 5", "beam 5 + no-repeat 2", "temperature 0.5", "temperature 1.0",
+                     "temperature 2.0", "top-k 50", "top-p 0.9"}
+    before = outputs(at)
+    assert len(at.get("plotly_chart")) == 1
+    # the URL holds the whole state ...
+    params = dict(at.query_params)
+    assert params["prompt"] == "Romeo.\n" and params["seed"] == "0" and "beam(num_beams=5)" in params["lineup"]
+    # ... a new seed changes the sampled runs only ...
+    at.sidebar.number_input(key="compare_seed").set_value(3).run()
+    after = outputs(at)
+    for name in ("greedy", "beam 5", "beam 5 + no-repeat 2"):
+        assert after[name] == before[name]
+    assert any(after[name] != before[name] for name in ("temperature 1.0", "temperature 2.0", "top-k 50"))
+    # ... and opening the link reproduces the run exactly
+    again = page("compare", **dict(at.query_params))
+    assert outputs(again) == after
+
+
+def outputs(at) -> dict[str, str]:
+    """Each run's rendered tokens by run name (AppTest lists elements column by column)."""
+    return dict(zip([h.value for h in at.subheader], [h.value for h in at.get("html")]))
+
+
+def test_compare_bad_inputs_are_one_sentence():
+    at = page("compare", prompt="   ", max_new_tokens=5)
+    assert not at.exception
+    assert [e.value for e in at.error] == ["The prompt is empty; type some text for the model to continue."]
+    at = page("compare", lineup="sample(temperature=0)", max_new_tokens=5)
+    assert not at.exception and len(at.error) == 1 and "greedy" in at.error[0].value
+    at = page("compare", seed="abc", max_new_tokens=5)
+    assert not at.exception and any("seed='abc'" in w.value for w in at.warning)
+    at = page("compare", max_new_tokens=5000)  # outside the slider: clamped, said, not a crash
+    assert not at.exception and any("max_new_tokens=5000 is outside 1..200" in w.value for w in at.warning)
+    at = page("beam", num_beams=99, max_new_tokens=4)
+    assert not at.exception and at.slider(key="beam_num_beams").value == 10
+
+
+def test_raw_processed_toggle_does_not_decode_again(monkeypatch):
+    at = page("compare", max_new_tokens=8, lineup="sample(top_k=5)")
+    raw = at.get("html")[0].value
+    assert "(raw)" in raw
+    calls = []
+    from core.playground import Playground
+    monkeypatch.setattr(Playground, "compare", lambda *a, **k: calls.append(1))
+    at.radio(key="compare_distribution").set_value("processed").run()
+    assert not at.exception and calls == []
+    assert "(processed)" in at.get("html")[0].value and at.get("html")[0].value != raw
+
+
+def test_step_through_branches_stay():
+    at = page("step", max_new_tokens=8)
+    assert at.dataframe[0].value.shape[0] == 8 and list(at.dataframe[0].value.columns)[:3] == ["step", "input", "choice 1"]
+    at.number_input(key="step_branch_step").set_value(2)
+    at.radio(key="step_branch_choice").set_value(at.radio(key="step_branch_choice").options[1])
+    at.button(key="step_branch_button").click().run()
+    assert not at.exception
+    assert [h.value for h in at.subheader][0] == "main line"
+    assert any(h.value.startswith("branch at step 2") for h in at.subheader)
+    assert "2:" in at.query_params["branches"]
+
+
+def test_sampling_lab_reacts_to_top_p():
+    at = page("lab", max_new_tokens=6, top_k=0, top_p=0.5)
+    first = [c.value for c in at.caption if c.value.startswith("At step")]
+    at.slider(key="lab_top_p").set_value(0.95).run()
+    second = [c.value for c in at.caption if c.value.startswith("At step")]
+    assert not at.exception and first and first != second
+    assert len(at.get("plotly_chart")) == 4
+
+
+def test_beam_page_shows_tree_and_no_repeat_effect():
+    at = page("beam", max_new_tokens=10, num_beams=3)
+    assert not at.exception and len(at.get("plotly_chart")) == 1
+    assert any("No-repeat-2 changes the raw sequence log-prob" in m.value for m in at.markdown)
+    assert at.dataframe[0].value.shape[0] == 3
+
+
+def test_models_and_tokens_page():
+    from core.playground import Playground
+
+    pg = Playground.load("shakespeare-gpt2", device="cpu")
+    at = page("anatomy", tokenize="To be, or not to be")
+    assert not at.exception
+    assert at.dataframe[0].value["id"].tolist() == pg.tokenizer.encode("To be, or not to be")
+    assert [m.value for m in at.metric][1] == "4"
+    assert len(at.get("plotly_chart")) == 1
+
+
+def test_score_page():
+    at = page("score", text="Romeo.\nBut soft, what light through yonder window breaks?")
+    assert not at.exception and at.metric[0].label == "Perplexity"
+    at.text_area(key="score_text").set_value(" ").run()
+    assert [e.value for e in at.error] == ["The text is empty; paste some text to score."]

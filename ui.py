@@ -1,0 +1,160 @@
+"""What every page shares: the sidebar with the page links, the cached model, URL state, decoding.
+
+Not a page (pages/ holds only pages): each page calls `sidebar(...)` first, so it runs with its real
+sidebar whether it is reached through the entry file or run on its own (as AppTest's switch_page does).
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+from streamlit.errors import StreamlitPageNotFoundError
+
+from core import models, share
+from core.errors import PlaygroundError
+from core.playground import DecodeResult, Playground
+from core.settings import DecodeSettings
+
+UNICORN = ("In a shocking finding, scientist discovered a herd of unicorns living in a remote, previously "
+           "unexplored valley, in the Andes Mountains. Even more surprising to the researchers was the fact "
+           "that the unicorns spoke perfect English.")
+PRESETS = {  # seed 004's prompts, and two in the voice of the shipped Shakespeare models
+    "A long long time ago": "A long long time ago, ",
+    "Unicorns (GPT-2's blog post)": UNICORN,
+    "Arithmetic": "Q: What is 12 + 7?\nA: 12 + 7 =",
+    "Romeo": "Romeo.\n",
+    "Hamlet": "To be, or not to be",
+}
+# (file, title, icon, url path); the url paths are the ones Streamlit derives from the file names
+PAGES = [
+    ("pages/1_compare.py", "Compare", ":material/compare_arrows:", "compare"),
+    ("pages/2_step_through.py", "Step through", ":material/footprint:", "step_through"),
+    ("pages/3_sampling_lab.py", "Sampling lab", ":material/casino:", "sampling_lab"),
+    ("pages/4_beam_search.py", "Beam search", ":material/account_tree:", "beam_search"),
+    ("pages/5_models_and_tokens.py", "Models & tokens", ":material/biotech:", "models_and_tokens"),
+    ("pages/6_score_a_text.py", "Score a text", ":material/straighten:", "score_a_text"),
+]
+SIDEBAR = {"model": "", "seed": 0, "max_new_tokens": 40}
+MAX_NEW_TOKENS = 200
+SHARED = "_shared_sidebar"  # sidebar values carried from page to page within a session
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=3)
+def load_playground(name: str) -> Playground:
+    # one per model per process, shared by every session; nothing ever mutates it
+    return Playground.load(name)
+
+
+def init_state(page: str, schema: dict) -> None:
+    """Once per session and page: widget values from the link, else the last page's sidebar, else defaults."""
+    flag = f"{page}__initialised"
+    if flag in st.session_state:
+        return
+    values, problems = share.read_params(st.query_params.to_dict(), schema)
+    carried = st.session_state.get(SHARED, {})
+    for name, value in values.items():
+        if name in SIDEBAR and name in carried and name not in st.query_params:
+            value = carried[name]
+        st.session_state[f"{page}_{name}"] = value
+    st.session_state[f"{page}__problems"] = problems
+    st.session_state[flag] = True
+
+
+def state(page: str, name: str):
+    return st.session_state[f"{page}_{name}"]
+
+
+def bounded(page: str, name: str, low, high) -> None:
+    """Bring a value from a link into a widget's range (Streamlit refuses one outside it), saying so."""
+    key = f"{page}_{name}"
+    value = st.session_state[key]
+    if not low <= value <= high:
+        st.session_state[key] = min(max(value, low), high)
+        st.warning(f"The link's {name}={value} is outside {low}..{high}; using {st.session_state[key]}.")
+
+
+def publish(page: str, schema: dict) -> None:
+    """Write the page's whole state into the URL, so the address bar is a link that reproduces it."""
+    current = {name: state(page, name) for name in schema}
+    st.query_params.from_dict(share.write_params(current))
+    st.session_state[SHARED] = {k: current[k] for k in SIDEBAR}
+
+
+def sidebar(page: str, schema: dict, title: str) -> Playground:
+    """Draw the shared sidebar and return the loaded model; stop the page with one sentence if it fails."""
+    names = models.available_models()
+    schema = {**SIDEBAR, "model": models.default_model(), **schema}
+    init_state(page, schema)
+    st.set_page_config(page_title=f"{title} · Decoding Playground", layout="wide")
+    st.title(title)
+    for problem in st.session_state.get(f"{page}__problems", []):
+        st.warning(problem)
+    key = f"{page}_model"
+    if st.session_state[key] not in names:
+        st.warning(f"Model {st.session_state[key]!r} is not offered here; using {models.default_model()}.")
+        st.session_state[key] = models.default_model()
+    bounded(page, "seed", 0, 2**31 - 1)
+    bounded(page, "max_new_tokens", 1, MAX_NEW_TOKENS)
+    with st.sidebar:
+        st.markdown("### Decoding Playground")
+        try:
+            for path, label, icon, _ in PAGES:
+                st.page_link(path, label=label, icon=icon)
+        except StreamlitPageNotFoundError:
+            pass  # a page run on its own (AppTest) has no other pages to link to
+        st.divider()
+        st.selectbox("Model", names, key=key)
+        st.number_input("Seed", min_value=0, step=1, key=f"{page}_seed")
+        st.slider("Max new tokens", 1, MAX_NEW_TOKENS, key=f"{page}_max_new_tokens")
+        if "prompt" in schema:
+            st.selectbox("Prompt presets", ["(choose)", *PRESETS], key=f"{page}__preset",
+                         on_change=_apply_preset, args=(page,))
+    try:
+        pg = load_playground(st.session_state[key])
+    except PlaygroundError as exc:
+        st.error(str(exc))
+        st.stop()
+    st.sidebar.caption(f"Device: **{pg.device}** · context {pg.facts.context_length} tokens · "
+                       f"vocabulary {pg.facts.vocab_size:,}")
+    publish(page, schema)
+    return pg
+
+
+def _apply_preset(page: str) -> None:
+    choice = st.session_state[f"{page}__preset"]
+    if choice in PRESETS:
+        st.session_state[f"{page}_prompt"] = PRESETS[choice]
+
+
+def decode(pg: Playground, prompt: str, runs: list[DecodeSettings], **kwargs) -> DecodeResult | None:
+    """Decode once per distinct input in a session, streaming the texts as they grow.
+
+    Returns None after showing the one-sentence reason when the input is bad."""
+    cache = st.session_state.setdefault("_decoded", {})
+    key = (pg.name, prompt, share.lineup_spec(runs), tuple(s.seed for s in runs), tuple(s.max_new_tokens for s in runs),
+           repr(sorted(kwargs.items())))
+    if key in cache:
+        return cache[key]
+    progress = st.empty()
+
+    def on_step(step: int, ids: list[list[int]]) -> None:
+        if step % 4 == 0:  # each update is also where a rerun can interrupt a long run
+            total = max(s.max_new_tokens for s in runs)
+            progress.progress(min(1.0, (step + 1) / total),
+                              text=f"step {step + 1}: " + " | ".join(pg.text(i)[-40:] for i in ids[:4]))
+
+    try:
+        result = pg.compare(prompt, runs, on_step=on_step, **kwargs)
+    except PlaygroundError as exc:
+        progress.empty()
+        st.error(str(exc))
+        return None
+    progress.empty()
+    if len(cache) > 16:
+        cache.pop(next(iter(cache)))
+    cache[key] = result
+    return result
+
+
+def distribution_toggle(page: str) -> str:
+    return st.radio("Probabilities shown", ["raw", "processed"], horizontal=True, key=f"{page}_distribution",
+                    help="raw: the model's softmax; processed: what the strategy chose from, after its processors")
