@@ -44,13 +44,16 @@ def softmax_with_temperature(logits: np.ndarray, temperature: float) -> np.ndarr
     return e / e.sum()
 
 
-def temperature_figure(logits, temperatures, labels=None) -> go.Figure:
-    """Seed 004's plot: one softmax curve per temperature over the same logits."""
+def temperature_figure(logits, temperatures, labels=None, yours: float | None = None) -> go.Figure:
+    """Seed 004's plot: one softmax curve per temperature over the same logits; `yours` dashed on top."""
     labels = labels or [str(i) for i in range(len(logits))]
     fig = go.Figure()
     for t in temperatures:
         fig.add_trace(go.Scatter(x=labels, y=softmax_with_temperature(logits, t), mode="lines+markers",
                                  name=f"T={t:g}"))
+    if yours is not None:
+        fig.add_trace(go.Scatter(x=labels, y=softmax_with_temperature(logits, yours), mode="lines+markers",
+                                 name=f"T={yours:g} (yours)", line=dict(dash="dash", width=3, color="black")))
     return _layout(fig, "Softmax with temperature", "token", "probability")
 
 
@@ -150,6 +153,11 @@ def _span(text: str, prob: float, title: str) -> str:
     shown = html.escape(text).replace("\n", "↵<br>")
     return (f'<span title="{html.escape(title, quote=True)}" style="background:{_colour(prob)};'
             f'border-radius:3px;padding:1px 0">{shown}</span>')
+
+
+def visible(token: str) -> str:
+    """A token with its whitespace made visible, for tables."""
+    return token.replace("\n", "↵").replace("\t", "⇥").replace(" ", "␣")
 
 
 def prompt_html(text: str) -> str:

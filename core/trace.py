@@ -15,6 +15,12 @@ import math
 from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
 
+FINISH_REASONS = {
+    "eos": "ended with <|endoftext|>",
+    "max_new_tokens": "stopped at max new tokens",
+    "context": "stopped at the model's context limit",
+}
+
 DISTRIBUTIONS = {
     "prob": "raw: softmax of the model's logits before any processor",
     "logprob": "raw: log of `prob`",

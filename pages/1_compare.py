@@ -6,6 +6,7 @@ from ui import PRESETS, decode, distribution_toggle, sidebar, state
 from core import figures, recipe, share
 from core.errors import PlaygroundError
 from core.playground import default_lineup
+from core.trace import FINISH_REASONS
 
 PAGE = "compare"
 SCHEMA = {"prompt": PRESETS["A long long time ago"], "lineup": share.lineup_spec(default_lineup()).replace(";", "\n"),
@@ -39,7 +40,7 @@ for i, run in enumerate(result.runs):
         st.subheader(run.name)
         st.html(figures.tokens_html(run.best, shown))
         st.caption(f"sequence log-prob **{f['sequence_logprob']:.2f}** (raw) · perplexity **{f['perplexity']:.1f}**"
-                   f" · distinct-2 **{f['distinct']['distinct_2']:.2f}** · {run.best.finish_reason}")
+                   f" · distinct-2 **{f['distinct']['distinct_2']:.2f}** · {FINISH_REASONS[run.best.finish_reason]}")
 st.plotly_chart(figures.lineup_chart(result.runs), key=f"{PAGE}_chart")
 
 rec = recipe.recipe(result, runs, state(PAGE, "prompt"))

@@ -21,9 +21,9 @@ cols[2].slider("top-p", 0.05, 1.0, step=0.05, key=f"{PAGE}_top_p")
 
 st.subheader("Temperature reshapes the softmax")
 left, right = st.columns(2)
-left.plotly_chart(figures.temperature_figure([1, 5, 7, 10], [0.5, 1.0, 2.0, state(PAGE, "temperature")],
-                                             labels=["1", "5", "7", "10"]), key=f"{PAGE}_toy")
-left.caption("Seed 004's example: the logits 1, 5, 7, 10 at several temperatures (yours is the last curve).")
+left.plotly_chart(figures.temperature_figure([1, 5, 7, 10], [0.5, 1.0, 2.0], labels=["1", "5", "7", "10"],
+                                             yours=state(PAGE, "temperature")), key=f"{PAGE}_toy")
+left.caption("Seed 004's example: the logits 1, 5, 7, 10 at several temperatures; yours is dashed.")
 
 settings = DecodeSettings("sample", temperature=state(PAGE, "temperature"), top_k=state(PAGE, "top_k"),
                           top_p=state(PAGE, "top_p"), max_new_tokens=state(PAGE, "max_new_tokens"),
@@ -34,8 +34,9 @@ if result is None:
 seq = result.runs[0].best
 first = inspect.distribution_at(pg, result.prompt_ids)
 top = first["ids"][:10].tolist()
-right.plotly_chart(figures.temperature_figure(np.log(first["raw"][:10].numpy()), [0.5, 1.0, 2.0,
-                   state(PAGE, "temperature")], labels=[pg.token_text(i) for i in top]), key=f"{PAGE}_real")
+right.plotly_chart(figures.temperature_figure(np.log(first["raw"][:10].numpy()), [0.5, 1.0, 2.0],
+                   labels=[figures.visible(pg.token_text(i)) for i in top], yours=state(PAGE, "temperature")),
+                   key=f"{PAGE}_real")
 right.caption("The model's ten most likely first tokens (raw), re-softmaxed among themselves at each temperature.")
 
 st.subheader(f"The run: {settings.name()}, seed {settings.seed}")

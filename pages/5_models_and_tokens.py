@@ -24,10 +24,11 @@ st.subheader("Tokenizer explorer")
 st.text_input("Text to tokenize", key=f"{PAGE}_tokenize")
 st.caption("Seed 004's examples: " + " · ".join(repr(e) for e in EXAMPLES))
 ids = pg.tokenizer.encode(state(PAGE, "tokenize"))
-st.dataframe([{"id": i, "token": pg.token_text(i), "piece": pg.tokenizer.convert_ids_to_tokens(i)} for i in ids],
+st.dataframe([{"id": i, "token": figures.visible(pg.token_text(i)), "piece": pg.tokenizer.convert_ids_to_tokens(i)}
+              for i in ids],
              hide_index=True, key=f"{PAGE}_tokens")
-st.caption(f"{len(ids)} tokens. Case and leading spaces make different tokens ('Hello', 'hello' and ' hello' "
-           "are three ids).")
+st.caption(f"{len(ids)} tokens (␣ marks a space, ↵ a new line). Case and a leading space change the tokens: "
+           "compare 'Hello', 'hello' and ' hello'.")
 
 st.subheader("Attention over the prompt")
 st.text_area("Prompt", key=f"{PAGE}_prompt", height=70)

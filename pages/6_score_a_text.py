@@ -27,7 +27,7 @@ if pg.tokenizer.bos_token_id is not None:
 st.html(figures.scored_html(result.tokens))
 st.plotly_chart(figures.surprisal_figure([t.token for t in result.tokens], [t.surprisal_bits for t in result.tokens]),
                 key=f"{PAGE}_surprisal")
-st.dataframe([{"token": t.token, "id": t.id, "log-prob (raw)": round(t.logprob, 3), "p (raw)": f"{math.exp(t.logprob):.2%}",
+st.dataframe([{"token": figures.visible(t.token), "id": t.id, "log-prob (raw)": round(t.logprob, 3), "p (raw)": f"{math.exp(t.logprob):.2%}",
                "rank": t.rank, "surprisal (bits)": round(t.surprisal_bits, 2),
-               "model expected": pg.token_text(t.top_id), "its p": f"{t.top_prob:.2%}"} for t in result.tokens],
+               "model expected": figures.visible(pg.token_text(t.top_id)), "its p": f"{t.top_prob:.2%}"} for t in result.tokens],
              hide_index=True, key=f"{PAGE}_table")

@@ -19,6 +19,10 @@ CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"]
 PAGES = ["compare", "step_through", "sampling_lab", "beam_search", "models_and_tokens", "score_a_text"]
+# what each page shows last, and how many: the page has finished when they are all there
+READY = {"step_through": ('[data-testid="stDataFrame"]', 1), "sampling_lab": (".js-plotly-plot", 4),
+         "beam_search": (".js-plotly-plot", 1), "models_and_tokens": (".js-plotly-plot", 1),
+         "score_a_text": ('[data-testid="stDataFrame"]', 1)}
 LINEUP = ["greedy", "beam 5", "beam 5 + no-repeat 2", "temperature 0.5", "temperature 1.0", "temperature 2.0",
           "top-k 50", "top-p 0.9"]
 
@@ -98,11 +102,12 @@ def test_compare_runs_the_lineup_in_a_real_browser(server, browser):
 def test_other_pages_render_in_a_real_browser(server, browser, path):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(f"{server}/{path}?max_new_tokens=16")
-    page.locator("h1").first.wait_for(timeout=120_000)
+    selector, count = READY[path]
+    page.locator(selector).nth(count - 1).wait_for(timeout=180_000)
     settled(page)
+    shoot(page, f"{PAGES.index(path) + 1}_{path}")
     assert page.locator('[data-testid="stException"]').count() == 0
     sidebar = page.locator('[data-testid="stSidebar"]')
     assert sidebar.get_by_text("Model", exact=True).count() == 1
     assert sidebar.get_by_text("Score a text").count() == 1  # the page links are drawn on every page
-    shoot(page, f"{PAGES.index(path) + 1}_{path}")
     page.close()
