@@ -73,11 +73,13 @@ def cumulative_figure(sorted_raw, top_k: int, top_p: float, title: str = "") -> 
     ranks = np.arange(1, len(sorted_raw) + 1)
     k, p = cut_points(sorted_raw, top_k, top_p)
     fig = go.Figure(go.Scatter(x=ranks, y=cumulative, mode="lines", name="cumulative raw probability"))
-    fig.add_vline(x=k, line_dash="dash", line_color="#d62728",
-                  annotation_text=f"top-k={top_k or 'off'} keeps {k}", annotation_position="bottom right")
-    fig.add_vline(x=p, line_dash="dot", line_color="#2ca02c",
-                  annotation_text=f"top-p={top_p:g} keeps {p}", annotation_position="top left")
-    fig.update_xaxes(type="log")
+    # the cuts as line traces: vline annotations on a log axis take log10 positions and blow up the range
+    for x, label, colour, dash in ((k, f"top-k={top_k or 'off'} alone keeps {k:,}", "#d62728", "dash"),
+                                   (p, f"top-p={top_p:g} alone keeps {p:,}", "#2ca02c", "dot")):
+        fig.add_trace(go.Scatter(x=[x, x], y=[0, 1], mode="lines", name=label,
+                                 line=dict(color=colour, dash=dash, width=2)))
+    fig.update_xaxes(type="log", range=[0, math.log10(len(sorted_raw))])
+    fig.update_yaxes(range=[0, 1.02])
     return _layout(fig, title or "Sorted cumulative probability (raw)", "rank (log scale)", "cumulative probability")
 
 

@@ -49,6 +49,8 @@ left, right = st.columns(2)
 left.plotly_chart(figures.cumulative_figure(at["raw"].numpy(), settings.top_k, settings.top_p,
                   f"Step {step}: sorted cumulative probability (raw)"), key=f"{PAGE}_cumulative")
 s = seq.steps[step]
-left.caption(f"At step {step} the run drew {s.token!r}: raw p={np.exp(s.logprob):.2%} (rank {s.rank}), processed "
-             f"p={np.exp(s.processed_logprob):.2%}; kept {s.kept}; raw entropy {s.entropy:.2f} nats.")
+kept = ", then ".join(f"{name} kept {count:,}" for name, count in s.kept.items()) or "nothing was cut"
+left.caption(f"The lines show each cut alone on the raw distribution; the run applies them in turn ({kept}). "
+             f"At step {step} it drew {s.token!r}: raw p={np.exp(s.logprob):.2%} (rank {s.rank}), processed "
+             f"p={np.exp(s.processed_logprob):.2%}; raw entropy {s.entropy:.2f} nats.")
 right.plotly_chart(figures.nucleus_figure(seq), key=f"{PAGE}_nucleus")

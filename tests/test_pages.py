@@ -113,9 +113,9 @@ def test_step_through_branches_stay():
 
 def test_sampling_lab_reacts_to_top_p():
     at = page("lab", max_new_tokens=6, top_k=0, top_p=0.5)
-    first = [c.value for c in at.caption if c.value.startswith("At step")]
+    first = [c.value for c in at.caption if c.value.startswith("The lines show")]
     at.slider(key="lab_top_p").set_value(0.95).run()
-    second = [c.value for c in at.caption if c.value.startswith("At step")]
+    second = [c.value for c in at.caption if c.value.startswith("The lines show")]
     assert not at.exception and first and first != second
     assert len(at.get("plotly_chart")) == 4
 

@@ -94,7 +94,9 @@ def test_temperature_and_cut_points():
     assert figures.cut_points(probs, top_k=2, top_p=0.85) == (2, 3)
     assert figures.cut_points(probs, top_k=0, top_p=1.0) == (5, 5)
     fig = figures.cumulative_figure(probs, 2, 0.85)
-    assert fig.data[0].y[-1] == pytest.approx(1.0) and len(fig.layout.shapes) == 2
+    assert fig.data[0].y[-1] == pytest.approx(1.0)
+    assert [t.name for t in fig.data[1:]] == ["top-k=2 alone keeps 2", "top-p=0.85 alone keeps 3"]
+    assert list(fig.data[1].x) == [2, 2] and list(fig.data[2].x) == [3, 3]
 
 
 def test_distribution_at_matches_the_trace(playground):
