@@ -57,7 +57,7 @@ def model_facts(model: torch.nn.Module) -> ModelFacts:
     layers = getattr(config, "num_hidden_layers", getattr(config, "n_layer", 1))
     hidden = getattr(config, "hidden_size", getattr(config, "n_embd", 1))
     return ModelFacts(
-        context_length=int(getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions")),
+        context_length=int(getattr(config, "max_position_embeddings", None) or config.n_positions),
         vocab_size=int(config.vocab_size),
         eos_token_ids=eos,
         # generate() pads finished rows with pad_token_id, falling back to the first EOS id
