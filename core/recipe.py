@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import platform
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -31,10 +32,18 @@ def model_revision(name: str) -> str:
     if source.kind == "hub":
         return "main"
     weights = sorted(Path(source.location).glob("*.safetensors"))
+    if not weights:
+        return "unknown"
+    return "sha256:" + _digest(tuple((str(w), w.stat().st_size, w.stat().st_mtime_ns) for w in weights))
+
+
+@lru_cache(maxsize=16)
+def _digest(files: tuple[tuple[str, int, int], ...]) -> str:
+    # keyed by path, size and mtime: hashing tens of MB once per process, not on every page rerun
     digest = hashlib.sha256()
-    for w in weights:
-        digest.update(w.read_bytes())
-    return f"sha256:{digest.hexdigest()[:16]}" if weights else "unknown"
+    for path, _, _ in files:
+        digest.update(Path(path).read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def recipe(result: DecodeResult, runs: list[DecodeSettings], prompt: str) -> dict:

@@ -46,8 +46,9 @@ st.plotly_chart(figures.lineup_chart(result.runs), key=f"{PAGE}_chart")
 rec = recipe.recipe(result, runs, state(PAGE, "prompt"))
 with st.expander("Export and reproduce"):
     cols = st.columns(4)
-    cols[0].download_button("JSON", recipe.to_json(result, rec), "decoding.json", "application/json")
-    cols[1].download_button("CSV", recipe.to_csv(result), "decoding.csv", "text/csv")
-    cols[2].download_button("Markdown", recipe.to_markdown(result), "decoding.md", "text/markdown")
-    cols[3].download_button("Recipe", recipe.generate_snippet(rec), "recipe.py", "text/x-python")
+    # callables: each export is built when its button is clicked, not on every rerun
+    cols[0].download_button("JSON", lambda: recipe.to_json(result, rec), "decoding.json", "application/json")
+    cols[1].download_button("CSV", lambda: recipe.to_csv(result), "decoding.csv", "text/csv")
+    cols[2].download_button("Markdown", lambda: recipe.to_markdown(result), "decoding.md", "text/markdown")
+    cols[3].download_button("Recipe", lambda: recipe.generate_snippet(rec), "recipe.py", "text/x-python")
     st.code(recipe.generate_snippet(rec), language="python")

@@ -3,6 +3,7 @@
 Set SCREENSHOT_DIR to keep a screenshot of every page (that is how the pages were looked at).
 """
 
+import json
 import os
 import socket
 import subprocess
@@ -95,6 +96,12 @@ def test_compare_runs_the_lineup_in_a_real_browser(server, browser):
     assert page.get_by_text("sequence log-prob").count() == len(LINEUP)
     assert page.get_by_text("Traceback").count() == 0
     shoot(page, "1_compare")
+    # the exports are built on click: download the JSON for real and read it
+    page.get_by_text("Export and reproduce").click()
+    with page.expect_download(timeout=60_000) as download:
+        page.get_by_role("button", name="JSON").click()
+    data = json.loads(Path(download.value.path()).read_text())
+    assert [r["name"] for r in data["runs"]] == LINEUP and data["recipe"]["model"] == "shakespeare-gpt2"
     page.close()
 
 
