@@ -4,7 +4,8 @@
 
 Times, per fresh server: until the server answers its health check, until the page's first paint
 (title), and until all eight runs and the chart are shown; then a widget change that needs no new
-decoding (the raw/processed toggle) until the page has settled again.
+decoding (the raw/processed toggle) until the page has settled again; and a second visitor's first
+result on the running server (imports done, model cached, a new prompt decoded).
 """
 
 from __future__ import annotations
@@ -62,7 +63,16 @@ def one(browser, max_new_tokens: int) -> dict:
         page.locator('[data-testid="stStatusWidget"]').wait_for(state="detached", timeout=120_000)
         rerender = time.perf_counter() - toggled
         page.close()
-        return {"health": health, "title": title, "first_result": result, "toggle_rerender": rerender}
+        # a second visitor on the running server: imports done, model cached, a new prompt to decode
+        visitor = time.perf_counter()
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{url}/compare?max_new_tokens={max_new_tokens}&prompt=Hamlet.%0A")
+        page.get_by_role("heading", name="top-p 0.9").wait_for(timeout=120_000)
+        page.locator(".js-plotly-plot").first.wait_for(timeout=120_000)
+        warm = time.perf_counter() - visitor
+        page.close()
+        return {"health": health, "title": title, "first_result": result, "toggle_rerender": rerender,
+                "new_visitor_result": warm}
     finally:
         proc.terminate()
         proc.wait(timeout=20)
