@@ -125,15 +125,23 @@ def _apply_preset(page: str) -> None:
         st.session_state[f"{page}_prompt"] = PRESETS[choice]
 
 
+def remember(key: tuple, compute):
+    """Per-session memo for model work: a rerun that changes only how results are shown (a slider, a
+    toggle) reuses them instead of running the model again. Keeps the 32 most recent entries."""
+    cache = st.session_state.setdefault("_remembered", {})
+    if key not in cache:
+        if len(cache) >= 32:
+            cache.pop(next(iter(cache)))
+        cache[key] = compute()
+    return cache[key]
+
+
 def decode(pg: Playground, prompt: str, runs: list[DecodeSettings], **kwargs) -> DecodeResult | None:
     """Decode once per distinct input in a session, streaming the texts as they grow.
 
     Returns None after showing the one-sentence reason when the input is bad."""
-    cache = st.session_state.setdefault("_decoded", {})
-    key = (pg.name, prompt, share.lineup_spec(runs), tuple(s.seed for s in runs), tuple(s.max_new_tokens for s in runs),
-           repr(sorted(kwargs.items())))
-    if key in cache:
-        return cache[key]
+    key = ("decode", pg.name, prompt, share.lineup_spec(runs), tuple(s.seed for s in runs),
+           tuple(s.max_new_tokens for s in runs), repr(sorted(kwargs.items())))
     progress = st.empty()
 
     def on_step(step: int, ids: list[list[int]]) -> None:
@@ -143,16 +151,12 @@ def decode(pg: Playground, prompt: str, runs: list[DecodeSettings], **kwargs) ->
                               text=f"step {step + 1}: " + " | ".join(pg.text(i)[-40:] for i in ids[:4]))
 
     try:
-        result = pg.compare(prompt, runs, on_step=on_step, **kwargs)
+        return remember(key, lambda: pg.compare(prompt, runs, on_step=on_step, **kwargs))
     except PlaygroundError as exc:
-        progress.empty()
         st.error(str(exc))
         return None
-    progress.empty()
-    if len(cache) > 16:
-        cache.pop(next(iter(cache)))
-    cache[key] = result
-    return result
+    finally:
+        progress.empty()
 
 
 def distribution_toggle(page: str) -> str:

@@ -3,7 +3,7 @@
 import numpy as np
 import streamlit as st
 
-from ui import PRESETS, bounded, decode, sidebar, state
+from ui import PRESETS, bounded, decode, remember, sidebar, state
 from core import figures, inspect
 from core.settings import DecodeSettings
 
@@ -32,7 +32,7 @@ result = decode(pg, state(PAGE, "prompt"), [settings])
 if result is None:
     st.stop()
 seq = result.runs[0].best
-first = inspect.distribution_at(pg, result.prompt_ids)
+first = remember(("dist", pg.name, tuple(result.prompt_ids)), lambda: inspect.distribution_at(pg, result.prompt_ids))
 top = first["ids"][:10].tolist()
 right.plotly_chart(figures.temperature_figure(np.log(first["raw"][:10].numpy()), [0.5, 1.0, 2.0],
                    labels=[figures.visible(pg.token_text(i)) for i in top], yours=state(PAGE, "temperature")),
@@ -44,7 +44,8 @@ st.html(figures.tokens_html(seq, "processed"))
 if len(seq.steps) > 1:
     st.slider("Step", 0, len(seq.steps) - 1, key=f"{PAGE}_step")
 step = min(state(PAGE, "step"), len(seq.steps) - 1)
-at = inspect.distribution_at(pg, result.prompt_ids + seq.ids[:step], settings)
+prefix = result.prompt_ids + seq.ids[:step]
+at = remember(("dist", pg.name, tuple(prefix), settings), lambda: inspect.distribution_at(pg, prefix, settings))
 left, right = st.columns(2)
 left.plotly_chart(figures.cumulative_figure(at["raw"].numpy(), settings.top_k, settings.top_p,
                   f"Step {step}: sorted cumulative probability (raw)"), key=f"{PAGE}_cumulative")

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from ui import PRESETS, sidebar, state
+from ui import PRESETS, remember, sidebar, state
 from core import figures, inspect
 
 PAGE = "anatomy"
@@ -32,7 +32,8 @@ st.caption(f"{len(ids)} tokens (␣ marks a space, ↵ a new line). Case and a l
 
 st.subheader("Attention over the prompt")
 st.text_area("Prompt", key=f"{PAGE}_prompt", height=70)
-tokens, maps = inspect.attention_maps(pg, state(PAGE, "prompt"))
+tokens, maps = remember(("attention", pg.name, state(PAGE, "prompt")),
+                        lambda: inspect.attention_maps(pg, state(PAGE, "prompt")))
 if maps is None:
     st.info(f"{a.architecture} has no attention to show (an RNN carries its context in its hidden state).")
 elif not tokens:

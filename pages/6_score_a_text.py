@@ -4,7 +4,7 @@ import math
 
 import streamlit as st
 
-from ui import PRESETS, sidebar, state
+from ui import PRESETS, remember, sidebar, state
 from core import figures
 from core.errors import PlaygroundError
 
@@ -14,7 +14,7 @@ SCHEMA = {"text": PRESETS["Hamlet"] + ", that is the question."}
 pg = sidebar(PAGE, SCHEMA, "Score a text")
 st.text_area("Text", key=f"{PAGE}_text", height=140)
 try:
-    result = pg.score(state(PAGE, "text"))
+    result = remember(("score", pg.name, state(PAGE, "text")), lambda: pg.score(state(PAGE, "text")))
 except PlaygroundError as exc:
     st.error(str(exc))
     st.stop()

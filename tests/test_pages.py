@@ -143,3 +143,17 @@ def test_score_page():
     assert not at.exception and at.metric[0].label == "Perplexity"
     at.text_area(key="score_text").set_value(" ").run()
     assert [e.value for e in at.error] == ["The text is empty; paste some text to score."]
+
+
+def test_sliders_that_only_change_the_view_run_no_model(monkeypatch):
+    from core import inspect
+
+    at = page("anatomy", prompt="To be, or not to be")
+    calls = []
+    monkeypatch.setattr(inspect, "attention_maps", lambda *a, **k: calls.append(1))
+    at.slider(key="anatomy_layer").set_value(2).run()
+    assert not at.exception and calls == [] and len(at.get("plotly_chart")) == 1
+    lab = page("lab", max_new_tokens=6, step=1)
+    monkeypatch.setattr(inspect, "distribution_at", lambda *a, **k: calls.append(1))
+    lab.slider(key="lab_step").set_value(1).run()  # already computed for this step on the first run
+    assert not lab.exception and calls == []
