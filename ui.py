@@ -9,10 +9,11 @@ from __future__ import annotations
 import streamlit as st
 from streamlit.errors import StreamlitPageNotFoundError
 
-from core import models, share
+from core import models, serving, share
 from core.errors import PlaygroundError
 from core.playground import DecodeResult, Playground
-from core.settings import DecodeSettings
+from core.settings import DEFAULT_MAX_NEW_TOKENS, DecodeSettings
+from core.share import Param
 
 UNICORN = ("In a shocking finding, scientist discovered a herd of unicorns living in a remote, previously "
            "unexplored valley, in the Andes Mountains. Even more surprising to the researchers was the fact "
@@ -33,8 +34,9 @@ PAGES = [
     ("pages/5_models_and_tokens.py", "Models & tokens", ":material/biotech:", "models_and_tokens"),
     ("pages/6_score_a_text.py", "Score a text", ":material/straighten:", "score_a_text"),
 ]
-SIDEBAR = {"model": "", "seed": 0, "max_new_tokens": 40}
 MAX_NEW_TOKENS = 200
+MAX_SEED = 2**31 - 1
+SIDEBAR = {"model": "", "seed": Param(0, 0, MAX_SEED), "max_new_tokens": Param(DEFAULT_MAX_NEW_TOKENS, 1, MAX_NEW_TOKENS)}
 SHARED = "_shared_sidebar"  # sidebar values carried from page to page within a session
 
 
@@ -44,12 +46,35 @@ def load_playground(name: str) -> Playground:
     return Playground.load(name)
 
 
+@st.cache_resource
+def server() -> tuple[serving.SharedResults, serving.DecodeSlots]:
+    """The process's shared results and decoding slots; torch's threads shared out between the slots."""
+    import torch
+
+    slots, threads = serving.plan_threads()
+    torch.set_num_threads(threads)
+    return serving.SharedResults(serving.cache_bytes()), serving.DecodeSlots(slots)
+
+
+def warn(message: str) -> None:
+    """A warning that may quote a stranger's value: shown as plain text, never rendered as markdown."""
+    st.warning(share.plain(message), icon=":material/warning:")
+
+
+def fail(message: str) -> None:
+    st.error(share.plain(message), icon=":material/error:")
+
+
 def init_state(page: str, schema: dict) -> None:
     """Once per session and page: widget values from the link, else the last page's sidebar, else defaults."""
     flag = f"{page}__initialised"
     if flag in st.session_state:
         return
     values, problems = share.read_params(st.query_params.to_dict(), schema)
+    if "model" in st.query_params and values["model"] not in models.available_models():
+        problems.append(f"The link's model={share.quote(values['model'])} is not offered here; using "
+                        f"{models.default_model()}.")
+        values["model"] = models.default_model()
     carried = st.session_state.get(SHARED, {})
     for name, value in values.items():
         if name in SIDEBAR and name in carried and name not in st.query_params:
@@ -64,36 +89,34 @@ def state(page: str, name: str):
 
 
 def bounded(page: str, name: str, low, high) -> None:
-    """Bring a value from a link into a widget's range (Streamlit refuses one outside it), saying so."""
+    """Bring a value into a widget's range when the range depends on the model (layers, steps)."""
     key = f"{page}_{name}"
     value = st.session_state[key]
     if not low <= value <= high:
         st.session_state[key] = min(max(value, low), high)
-        st.warning(f"The link's {name}={value} is outside {low}..{high}; using {st.session_state[key]}.")
+        warn(f"{name}={value} is outside {low} to {high} here; using {st.session_state[key]}.")
 
 
 def publish(page: str, schema: dict) -> None:
     """Write the page's whole state into the URL, so the address bar is a link that reproduces it."""
-    current = {name: state(page, name) for name in schema}
+    current = {name: state(page, name) for name in share.defaults(schema)}
     st.query_params.from_dict(share.write_params(current))
     st.session_state[SHARED] = {k: current[k] for k in SIDEBAR}
 
 
 def sidebar(page: str, schema: dict, title: str) -> Playground:
     """Draw the shared sidebar and return the loaded model; stop the page with one sentence if it fails."""
-    names = models.available_models()
+    statuses = models.model_statuses()
+    names = list(statuses)
     schema = {**SIDEBAR, "model": models.default_model(), **schema}
     init_state(page, schema)
     st.set_page_config(page_title=f"{title} · Decoding Playground", layout="wide")
     st.title(title)
     for problem in st.session_state.get(f"{page}__problems", []):
-        st.warning(problem)
+        warn(problem)
     key = f"{page}_model"
     if st.session_state[key] not in names:
-        st.warning(f"Model {st.session_state[key]!r} is not offered here; using {models.default_model()}.")
         st.session_state[key] = models.default_model()
-    bounded(page, "seed", 0, 2**31 - 1)
-    bounded(page, "max_new_tokens", 1, MAX_NEW_TOKENS)
     with st.sidebar:
         st.markdown("### Decoding Playground")
         try:
@@ -102,7 +125,8 @@ def sidebar(page: str, schema: dict, title: str) -> Playground:
         except StreamlitPageNotFoundError:
             pass  # a page run on its own (AppTest) has no other pages to link to
         st.divider()
-        st.selectbox("Model", names, key=key)
+        st.selectbox("Model", names, key=key, format_func=lambda n: n if statuses[n].startswith("ready")
+                     else f"{n} (not downloaded)")
         st.number_input("Seed", min_value=0, step=1, key=f"{page}_seed")
         st.slider("Max new tokens", 1, MAX_NEW_TOKENS, key=f"{page}_max_new_tokens")
         if "prompt" in schema:
@@ -111,9 +135,9 @@ def sidebar(page: str, schema: dict, title: str) -> Playground:
     try:
         pg = load_playground(st.session_state[key])
     except PlaygroundError as exc:
-        st.error(str(exc))
+        fail(str(exc))
         st.stop()
-    st.sidebar.caption(f"Device: **{pg.device}** · context {pg.facts.context_length} tokens · "
+    st.sidebar.caption(f"Device: **{pg.device}** ({pg.dtype}) · context {pg.facts.context_length} tokens · "
                        f"vocabulary {pg.facts.vocab_size:,}")
     publish(page, schema)
     return pg
@@ -126,34 +150,38 @@ def _apply_preset(page: str) -> None:
 
 
 def remember(key: tuple, compute):
-    """Per-session memo for model work: a rerun that changes only how results are shown (a slider, a
-    toggle) reuses them instead of running the model again. Keeps the 32 most recent entries."""
-    cache = st.session_state.setdefault("_remembered", {})
-    if key not in cache:
-        if len(cache) >= 32:
-            cache.pop(next(iter(cache)))
-        cache[key] = compute()
-    return cache[key]
+    """Model work shared by every session of the process, keyed by what determines it (callers put
+    the model's name in the key; decode() its whole fingerprint): a link's second visitor, and a rerun
+    that only changes how results are shown, reuse the result instead of running the model again.
+    What comes back is shared between sessions: never change it."""
+    results, _ = server()
+    return results.get_or_compute(key, compute)
 
 
 def decode(pg: Playground, prompt: str, runs: list[DecodeSettings], **kwargs) -> DecodeResult | None:
-    """Decode once per distinct input in a session, streaming the texts as they grow.
+    """Decode once per distinct input in the whole process, in a decoding slot, streaming the texts.
 
     Returns None after showing the one-sentence reason when the input is bad."""
-    key = ("decode", pg.name, prompt, share.lineup_spec(runs), tuple(s.seed for s in runs),
+    key = ("decode", prompt, share.lineup_spec(runs), tuple(s.seed for s in runs),
            tuple(s.max_new_tokens for s in runs), repr(sorted(kwargs.items())))
     progress = st.empty()
+    _, slots = server()
+
+    def on_wait(ahead: int) -> None:
+        progress.info(f"The server is decoding for other visitors: {ahead} request(s) ahead of yours.",
+                      icon=":material/hourglass_top:")
 
     def on_step(step: int, ids: list[list[int]]) -> None:
         if step % 4 == 0:  # each update is also where a rerun can interrupt a long run
             total = max(s.max_new_tokens for s in runs)
             progress.progress(min(1.0, (step + 1) / total),
-                              text=f"step {step + 1}: " + " | ".join(pg.text(i)[-40:] for i in ids[:4]))
+                              text=share.plain(f"step {step + 1}: " + " | ".join(pg.text(i)[-40:] for i in ids[:4])))
 
     try:
-        return remember(key, lambda: pg.compare(prompt, runs, on_step=on_step, **kwargs))
+        return remember((pg.fingerprint(), *key), lambda: slots.run(lambda: pg.compare(prompt, runs, on_step=on_step, **kwargs),
+                                                   on_wait=on_wait))
     except PlaygroundError as exc:
-        st.error(str(exc))
+        fail(str(exc))
         return None
     finally:
         progress.empty()

@@ -2,17 +2,26 @@
 
 Flags mirror generate()'s keyword arguments and defaults, so `--num-beams 5 --no-repeat-ngram-size 2`
 gives what `model.generate(..., num_beams=5, no_repeat_ngram_size=2)` gives. Bad input prints one line
-on stderr and exits with status 2.
+on stderr and exits with status 2; nothing the user types ends in a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from core.errors import PlaygroundError
-from core.settings import DecodeSettings
+from core.settings import DEFAULT_MAX_NEW_TOKENS, KNOBS, STRATEGIES, DecodeSettings
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one `error:` line (not the whole usage) and exit 2, like our errors."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see `{self.prog} --help`).\n")
+
 
 def _bool_or_never(text: str):
     lowered = text.lower()
@@ -27,42 +36,49 @@ def _bool_or_never(text: str):
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="shipped model name, GPT-2 hub id, or a saved-model folder")
-    p.add_argument("--device", default=None, help="cpu, cuda or auto (default: CUDA when present)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (default: CUDA when present)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
 def _prompt_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompt", required=True, help="text for the model to continue")
-    p.add_argument("--max-new-tokens", type=int, default=20)
-    p.add_argument("--seed", type=int, default=0, help="seeds each sampling run's own generator")
+    p.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seeds each sampling run's own generator (run i of a line-up gets seed + i)")
     p.add_argument("--top-n", type=int, default=10, help="candidates recorded per step")
     p.add_argument("--truncate", action="store_true",
                    help="cut a prompt that does not fit the context from the left instead of refusing")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m core", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="python -m core", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     d = sub.add_parser("decode", help="one strategy on one prompt")
     _common(d)
     _prompt_args(d)
-    d.add_argument("--strategy", choices=("greedy", "beam", "sample"), default="greedy")
-    d.add_argument("--num-beams", type=int, default=None, help="beam width (beam: default 5)")
-    d.add_argument("--length-penalty", type=float, default=1.0)
-    d.add_argument("--early-stopping", type=_bool_or_never, default=False)
-    d.add_argument("--num-return-sequences", type=int, default=1)
-    d.add_argument("--no-repeat-ngram-size", type=int, default=0)
-    d.add_argument("--repetition-penalty", type=float, default=1.0)
-    d.add_argument("--temperature", type=float, default=1.0)
-    d.add_argument("--top-k", type=int, default=50, help="0 turns it off; generate()'s default is 50")
-    d.add_argument("--top-p", type=float, default=1.0)
-    d.add_argument("--min-p", type=float, default=None)
-    d.add_argument("--typical-p", type=float, default=1.0)
+    # one flag per setting declared in core.settings, with its default and help (--num-beams defaults
+    # to None: 5 for beam search, else 1)
+    defaults = DecodeSettings()
+    types = {"int": int, "float": float, "optional_float": float, "bool_or_never": _bool_or_never, "choice": str}
+    for name, knob in KNOBS.items():
+        if knob.flag:
+            d.add_argument("--" + name.replace("_", "-"), type=types[knob.kind], help=knob.help,
+                           default=None if name == "num_beams" else getattr(defaults, name),
+                           choices=STRATEGIES if name == "strategy" else None)
 
-    c = sub.add_parser("compare", help="the default line-up (greedy, beams, temperatures, top-k, top-p)")
+    c = sub.add_parser("compare", help="a line-up of runs on one prompt, decoded as one batch")
     _common(c)
     _prompt_args(c)
+    c.add_argument("--lineup", default=None,
+                   help="the app's line-up syntax, one run per line or separated by ';', e.g. "
+                        "'greedy; beam(num_beams=5); sample(temperature=0.7,top_k=0,top_p=0.95)' "
+                        "(default: the Compare page's line-up)")
+    for p in (d, c):
+        p.add_argument("--recipe", metavar="FILE", default=None,
+                       help="also write a standalone Python script that reproduces the runs with generate()")
+        p.add_argument("--html", metavar="FILE", default=None,
+                       help="also write the run as one self-contained HTML page that opens offline")
 
     s = sub.add_parser("score", help="per-token log-prob, rank and surprisal of a given text")
     _common(s)
@@ -75,13 +91,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def settings_from_args(a: argparse.Namespace) -> DecodeSettings:
-    num_beams = a.num_beams if a.num_beams is not None else (5 if a.strategy == "beam" else 1)
-    return DecodeSettings(
-        strategy=a.strategy, max_new_tokens=a.max_new_tokens, num_beams=num_beams,
-        length_penalty=a.length_penalty, early_stopping=a.early_stopping,
-        num_return_sequences=a.num_return_sequences, no_repeat_ngram_size=a.no_repeat_ngram_size,
-        repetition_penalty=a.repetition_penalty, temperature=a.temperature, top_k=a.top_k, top_p=a.top_p,
-        min_p=a.min_p, typical_p=a.typical_p, seed=a.seed)
+    values = {name: getattr(a, name) for name, knob in KNOBS.items() if knob.flag}
+    if values["num_beams"] is None:
+        values["num_beams"] = 5 if a.strategy == "beam" else 1
+    return DecodeSettings(max_new_tokens=a.max_new_tokens, seed=a.seed, **values)
+
+
+def _score_table(result) -> str:
+    lines = [f"perplexity {result.perplexity:.2f} over {len(result.tokens)} scored tokens "
+             f"(the first token, {result.first_token!r}, has no context and is not scored)",
+             f"{'token':<18}{'logprob':>9}{'rank':>7}{'surprisal':>15}"]
+    lines += [f"{t.token!r:<18}{t.logprob:>9.3f}{t.rank:>7}{t.surprisal_bits:>10.2f} bits" for t in result.tokens]
+    return "\n".join(lines)
 
 
 def _table(result) -> str:
@@ -109,16 +130,28 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted.", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader (`| head`) has gone: stop quietly, and keep Python from complaining at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except Exception as exc:  # a bug of ours: still one line, with a way to see the whole story
+        if os.environ.get("PLAYGROUND_DEBUG"):
+            raise
+        print(f"error: internal error ({type(exc).__name__}: {str(exc)[:200]}); run again with "
+              "PLAYGROUND_DEBUG=1 for the traceback.", file=sys.stderr)
+        return 1
 
 
 def _run(args) -> int:
     from core import models
-    from core.playground import Playground, default_lineup
 
     if args.command == "models":
-        for name in models.available_models():
-            print(name)
+        for name, status in models.model_statuses().items():
+            print(f"{name:<28}{status}")
         return 0
+    from core import share
+    from core.playground import Playground, default_lineup
+
     if args.command == "download":
         print(models.download(args.name))
         return 0
@@ -126,16 +159,37 @@ def _run(args) -> int:
     pg = Playground.load(name, device=args.device, allow_paths=True)
     if args.command == "score":
         result = pg.score(args.text)
-        if args.json:
-            print(json.dumps(result.to_dict(), ensure_ascii=False))
-        else:
-            print(f"perplexity {result.perplexity:.2f} over {len(result.tokens)} tokens")
-            for t in result.tokens:
-                print(f"{t.token!r:<18}{t.logprob:>9.3f}{t.rank:>7}{t.surprisal_bits:>8.2f} bits")
+        print(json.dumps(result.to_dict(), ensure_ascii=False) if args.json else _score_table(result))
         return 0
-    runs = [settings_from_args(args)] if args.command == "decode" else default_lineup(args.max_new_tokens, args.seed)
+    if args.command == "decode":
+        runs = [settings_from_args(args)]
+    elif args.lineup is not None:
+        runs = share.parse_lineup(args.lineup, max_new_tokens=args.max_new_tokens, seed=args.seed)
+        share.validate_lineup(runs, pg.check)
+    else:
+        runs = default_lineup(args.max_new_tokens, args.seed)
     result = pg.compare(args.prompt, runs, truncate=args.truncate, top_n=args.top_n)
     for notice in result.notices:
         print(f"note: {notice}", file=sys.stderr)
+    if args.recipe or args.html:
+        from core import recipe
+
+        rec = recipe.recipe(result, runs, args.prompt)
+        snippet = recipe.generate_snippet(rec)
+        if args.recipe:
+            _write(args.recipe, snippet)
+        if args.html:
+            from core import html_export
+
+            page = "beam" if args.command == "decode" and runs[0].is_beam else "compare"
+            _write(args.html, html_export.export_html(result, rec, snippet, page=page))
     print(result.to_json() if args.json else _table(result))
     return 0
+
+
+def _write(path: str, text: str) -> None:
+    try:
+        with open(path, "w", encoding="utf-8") as out:
+            out.write(text)
+    except OSError as exc:
+        raise PlaygroundError(f"Could not write {path}: {exc.strerror or exc}.") from None

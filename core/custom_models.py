@@ -8,6 +8,14 @@ Both are `PreTrainedModel`s registered with the Auto classes here, in our own co
 `save_pretrained` writes config.json + model.safetensors and `AutoModelForCausalLM.from_pretrained`
 loads them with `trust_remote_code=False`. For decoding they offer `prefill`, `step` and `select_rows`
 on an explicit state, which `core.lm.NativeLM` hands to the engine.
+
+They also work with transformers' `model.generate()` (greedy, beam search, sampling and the logits
+processors), with an incremental cache: `forward` wraps the model's own state in a `StateCache`, which
+generate() carries from step to step (and reorders for beam search), so generate() prefills the prompt
+once and then runs one token per step through the same `_run` as the engine: same numbers, same tokens.
+
+This file imports only math, torch and transformers: the app's recipe export pastes it as it is into a
+standalone script, and it may run twice in one process (the Auto registrations below allow for that).
 """
 
 from __future__ import annotations
@@ -17,8 +25,8 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
-from transformers.modeling_outputs import CausalLMOutput
+from transformers import AutoConfig, AutoModelForCausalLM, GenerationMixin, PretrainedConfig, PreTrainedModel
+from transformers.modeling_outputs import CausalLMOutputWithPast
 
 
 class TransformerLMConfig(PretrainedConfig):
@@ -79,13 +87,89 @@ class _PostLNLayer(nn.Module):
         return x, (k, v)
 
 
-class _StatefulLM(PreTrainedModel):
-    """forward for training and scoring, prefill/step for the engine, all over the subclass's
-    `_run(input_ids, state) -> (logits (B, T, V), state)`."""
+class StateCache:
+    """A model's own decoding state as generate() carries it between forward passes.
 
-    def forward(self, input_ids, labels=None, **kwargs):
-        logits, _ = self._run(input_ids)
-        return CausalLMOutput(loss=_lm_loss(logits, labels), logits=logits)
+    The state is whatever the model's `_run` returns (the Transformer's list of per-layer (keys, values),
+    the LSTM's (h, c)); `select_rows` is the model's own. generate() asks the cache for its length (to
+    feed only the tokens it has not seen) and, in beam search, to `reorder_cache` its rows after every
+    step. `forward` updates it in place, as transformers' own caches are.
+    """
+
+    is_compileable = False  # generate() must not try to torch.compile around it
+    is_croppable = False  # no rolling back (assisted decoding is refused: the models say `_is_stateful`)
+
+    def __init__(self, state, seq_length: int, select_rows):
+        self.state = state
+        self.seq_length = seq_length  # tokens seen so far, per row
+        self.select_rows = select_rows
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.seq_length
+
+    @property
+    def batch_size(self) -> int:
+        return self.state[0][0].shape[0] if isinstance(self.state, list) else self.state[0].shape[1]
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        """New row i continues old row beam_idx[i] (beam search). Rows that stay put are not copied."""
+        rows = torch.arange(beam_idx.shape[0], device=beam_idx.device)
+        if beam_idx.shape[0] == self.batch_size and torch.equal(beam_idx, rows):
+            return
+        self.state = self.select_rows(self.state, beam_idx)
+
+    def __repr__(self) -> str:
+        return f"StateCache(batch_size={self.batch_size}, seq_length={self.seq_length})"
+
+
+class _StatefulLM(PreTrainedModel, GenerationMixin):
+    """forward for training, scoring and generate(), prefill/step for the engine, all over the
+    subclass's `_run(input_ids, state) -> (logits (B, T, V), state)`."""
+
+    _is_stateful = True  # generate(): the state cannot be rolled back, so no assisted decoding
+
+    def forward(self, input_ids, past_key_values=None, attention_mask=None, use_cache=None, labels=None,
+                return_dict=None, **kwargs):
+        """Logits for `input_ids`; with `use_cache` (generate() sets it) also the state after them as a
+        `StateCache`, and given `past_key_values` (a `StateCache`) `input_ids` continue that state.
+
+        Sequences are never padded, so an `attention_mask` must be all ones (generate() passes one)."""
+        if past_key_values is not None and not isinstance(past_key_values, StateCache):
+            raise TypeError(f"{type(self).__name__} keeps its own decoding state: past_key_values must be the "
+                            f"StateCache that a previous call returned, got {type(past_key_values).__name__}.")
+        if attention_mask is not None and not bool(attention_mask.bool().all()):
+            raise ValueError(f"{type(self).__name__} does not support padding: the attention_mask must be all "
+                             "ones, so generate() one prompt (or prompts of equal length) at a time.")
+        if use_cache is None:
+            use_cache = past_key_values is not None
+        if past_key_values is not None:
+            logits, state = self._run(input_ids, past_key_values.state)
+        elif use_cache and input_ids.shape[0] > 1 and torch.equal(input_ids, input_ids[:1].expand_as(input_ids)):
+            # generate() repeats the prompt for every beam or returned sample before its first pass; run it
+            # once and repeat the state, as the engine does (fewer FLOPs, and the same numbers in every row)
+            logits, state = self._run(input_ids[:1])
+            rows = torch.zeros(input_ids.shape[0], dtype=torch.long, device=input_ids.device)
+            logits, state = logits.expand(input_ids.shape[0], -1, -1), self.select_rows(state, rows)
+        else:
+            logits, state = self._run(input_ids)
+        cache = None
+        if use_cache:
+            cache = past_key_values if past_key_values is not None else StateCache(None, 0, self.select_rows)
+            cache.state, cache.seq_length = state, cache.seq_length + input_ids.shape[1]
+        return CausalLMOutputWithPast(loss=_lm_loss(logits, labels), logits=logits, past_key_values=cache)
+
+    def prepare_inputs_for_generation(self, input_ids, past_key_values=None, attention_mask=None, use_cache=None,
+                                      **kwargs):
+        """generate()'s inputs for the next pass: the whole prompt first, then only the tokens the cache
+        has not seen (one per step)."""
+        if past_key_values is not None:
+            input_ids = input_ids[:, past_key_values.get_seq_length():]
+        return {"input_ids": input_ids.contiguous(), "past_key_values": past_key_values,
+                "attention_mask": attention_mask, "use_cache": use_cache}
+
+    @classmethod
+    def _supports_default_dynamic_cache(cls) -> bool:
+        return False  # generate() must not make a DynamicCache: forward makes the StateCache itself
 
     def prefill(self, input_ids):
         logits, state = self._run(input_ids)
@@ -117,6 +201,9 @@ class TransformerLMForCausalLM(_StatefulLM):
 
     def _run(self, input_ids, past=None):
         start = 0 if past is None else past[0][0].shape[2]
+        if start + input_ids.shape[1] > self.config.max_position_embeddings:
+            raise ValueError(f"{start + input_ids.shape[1]} tokens are past this model's "
+                             f"{self.config.max_position_embeddings} positions; generate fewer new tokens.")
         positions = torch.arange(start, start + input_ids.shape[1], device=input_ids.device)
         x = self.word_embedding(input_ids) + self.pos_embedding(positions)[None]
         new = []
@@ -184,7 +271,17 @@ def parameter_count(model: nn.Module) -> int:
     return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
 
 
-AutoConfig.register(TransformerLMConfig.model_type, TransformerLMConfig)
-AutoConfig.register(LSTMLMConfig.model_type, LSTMLMConfig)
-AutoModelForCausalLM.register(TransformerLMConfig, TransformerLMForCausalLM)
-AutoModelForCausalLM.register(LSTMLMConfig, LSTMLMForCausalLM)
+def _register(config_class, model_class) -> None:
+    """Register with the Auto classes once: if this source already ran in this process (the module, then
+    a recipe pasted from it), the first registration stays."""
+    try:
+        AutoConfig.for_model(config_class.model_type)
+        return  # already registered
+    except ValueError:
+        pass
+    AutoConfig.register(config_class.model_type, config_class)
+    AutoModelForCausalLM.register(config_class, model_class)
+
+
+_register(TransformerLMConfig, TransformerLMForCausalLM)
+_register(LSTMLMConfig, LSTMLMForCausalLM)

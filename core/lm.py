@@ -2,7 +2,8 @@
 
 The engine never calls a model directly: it prefills a prompt once, steps one token per row, and
 reorders (or drops, or repeats) batch rows of the model's state. A transformer keeps a KV cache, an
-RNN keeps its hidden state; both fit behind these three calls.
+RNN keeps its hidden state; both fit behind these three calls. Contrastive search also asks prefill and
+step for the last layer's hidden states.
 """
 
 from __future__ import annotations
@@ -27,11 +28,14 @@ class StepModel(Protocol):
     facts: ModelFacts
     device: torch.device
 
-    def prefill(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, Any]:
-        """input_ids (1, T) -> last-position logits (1, V) in float32, and the state."""
+    def prefill(self, input_ids: torch.Tensor, *, hidden_states: bool = False) -> tuple:
+        """input_ids (1, T) -> last-position logits (1, V) in float32, and the state; with
+        hidden_states=True also the last layer's hidden states (1, T, H) (what contrastive search
+        compares: a transformer's final hidden state, the LSTM's top-layer output)."""
 
-    def step(self, input_ids: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
-        """input_ids (R, 1) -> logits (R, V) in float32, and the advanced state."""
+    def step(self, input_ids: torch.Tensor, state: Any, *, hidden_states: bool = False) -> tuple:
+        """input_ids (R, 1) -> logits (R, V) in float32, and the advanced state; with
+        hidden_states=True also the last layer's hidden states (R, 1, H)."""
 
     def select_rows(self, state: Any, rows: torch.Tensor) -> Any:
         """Keep, repeat or reorder batch rows: new row i is old row rows[i]."""
@@ -82,11 +86,15 @@ class NativeLM:
         self.facts = model_facts(model)
 
     @torch.inference_mode()
-    def prefill(self, input_ids):
+    def prefill(self, input_ids, *, hidden_states=False):
+        if hidden_states:
+            return self.model.prefill(input_ids, hidden_states=True)
         return self.model.prefill(input_ids)
 
     @torch.inference_mode()
-    def step(self, input_ids, state):
+    def step(self, input_ids, state, *, hidden_states=False):
+        if hidden_states:
+            return self.model.step(input_ids, state, hidden_states=True)
         return self.model.step(input_ids, state)
 
     def select_rows(self, state, rows):
@@ -106,14 +114,15 @@ class HFCausalLM:
         self.facts = model_facts(model)
 
     @torch.inference_mode()
-    def prefill(self, input_ids):
-        out = self.model(input_ids=input_ids, use_cache=True, logits_to_keep=1)
-        return out.logits[:, -1, :].float(), out.past_key_values
+    def prefill(self, input_ids, *, hidden_states=False):
+        out = self.model(input_ids=input_ids, use_cache=True, logits_to_keep=1, output_hidden_states=hidden_states)
+        return _outputs(out, hidden_states)
 
     @torch.inference_mode()
-    def step(self, input_ids, state):
-        out = self.model(input_ids=input_ids, past_key_values=state, use_cache=True, logits_to_keep=1)
-        return out.logits[:, -1, :].float(), out.past_key_values
+    def step(self, input_ids, state, *, hidden_states=False):
+        out = self.model(input_ids=input_ids, past_key_values=state, use_cache=True, logits_to_keep=1,
+                         output_hidden_states=hidden_states)
+        return _outputs(out, hidden_states)
 
     def select_rows(self, state, rows):
         layers = getattr(state, "layers", [])
@@ -135,3 +144,11 @@ class HFCausalLM:
     @torch.inference_mode()
     def all_logits(self, input_ids):
         return self.model(input_ids=input_ids, use_cache=False).logits.float()
+
+
+def _outputs(out, hidden_states: bool) -> tuple:
+    """(logits, cache) of a transformers forward pass, and its last layer's hidden states if asked."""
+    logits = out.logits[:, -1, :].float()
+    if hidden_states:
+        return logits, out.past_key_values, out.hidden_states[-1]
+    return logits, out.past_key_values

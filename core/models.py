@@ -13,9 +13,11 @@ import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+import hashlib
+import json
+import re
+from functools import lru_cache
 from urllib.parse import urlparse
-
-import torch
 
 from core.errors import ModelUnavailable
 
@@ -63,6 +65,32 @@ def available_models() -> list[str]:
     return [*shipped_models(), *GPT2_FAMILY]
 
 
+def hub_cache_dir() -> Path:
+    """Where huggingface_hub keeps downloads (its own environment variables, in its order)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "huggingface")
+    return Path(home).expanduser() / "hub"
+
+
+def is_cached(repo_id: str) -> bool:
+    """Are a hub model's config and weights already downloaded? (A look at the cache; no network.)"""
+    snapshots = hub_cache_dir() / f"models--{repo_id.replace('/', '--')}" / "snapshots"
+    if not snapshots.is_dir():
+        return False
+    return any((snap / "config.json").is_file() and any((snap / w).exists() for w in WEIGHT_FILES)
+               for snap in snapshots.iterdir())
+
+
+def model_statuses() -> dict[str, str]:
+    """Each offered name with where it would load from, so nothing looks available that is not."""
+    statuses = {name: f"ready ({folder})" for name, folder in shipped_models().items()}
+    for name, repo in GPT2_FAMILY.items():
+        statuses[name] = ("ready (Hugging Face cache)" if is_cached(repo)
+                          else f"not on this machine: `python -m core download {name}` with internet")
+    return statuses
+
+
 def default_model() -> str:
     """The embedded default if shipped, else the first configured folder, else GPT-2."""
     shipped = shipped_models()
@@ -91,8 +119,12 @@ def resolve(name: str, *, allow_paths: bool = False) -> ModelSource:
     raise ModelUnavailable(f"Unknown model {name!r}: choose one of {choices}{where}.")
 
 
-def pick_device(device: str | None = None) -> tuple[torch.device, torch.dtype]:
+def pick_device(device: str | None = None):
     """CUDA when present (bf16 where the GPU supports it, else fp16), else CPU in fp32."""
+    import torch
+
+    if device not in (None, "auto", "cpu") and not re.fullmatch(r"cuda(:\d{1,2})?", str(device)):
+        raise ModelUnavailable(f"device must be auto, cpu, cuda or cuda:N, got {device!r}.")
     if device in (None, "auto"):
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda"):
@@ -124,7 +156,28 @@ def hub_reachable(timeout: float = HUB_TIMEOUT_S) -> bool:
     return bool(answer and answer[0])
 
 
-def _from_pretrained(location: str, dtype: torch.dtype, **kwargs):
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
+
+
+def check_folder(folder: Path) -> None:
+    """Refuse, in one sentence, a folder that is no loadable model before transformers sees it."""
+    config_path = folder / "config.json"
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ModelUnavailable(f"The folder {folder} has an unreadable config.json ({type(exc).__name__}), "
+                               "so it is not a saved model.") from None
+    if not isinstance(config, dict):
+        raise ModelUnavailable(f"The folder {folder} has a config.json that is not a JSON object.")
+    if "auto_map" in config:
+        raise ModelUnavailable(f"The folder {folder} asks for custom code (auto_map in config.json); the "
+                               "playground never runs code from a model folder.")
+    if not any((folder / name).is_file() for name in WEIGHT_FILES):
+        raise ModelUnavailable(f"The folder {folder} has no weights (model.safetensors or pytorch_model.bin).")
+
+
+def _from_pretrained(location: str, dtype, **kwargs):
     from transformers import AutoModelForCausalLM
 
     import core.custom_models  # noqa: F401 - registers our own architectures with the Auto classes
@@ -132,12 +185,24 @@ def _from_pretrained(location: str, dtype: torch.dtype, **kwargs):
 
     hf_logging.disable_progress_bar()  # keeps the command line's stderr to what the user needs
 
-    return AutoModelForCausalLM.from_pretrained(location, dtype=dtype, trust_remote_code=False, **kwargs)
+    hf_logging.set_verbosity_error()  # no warning lines before our one-line errors
+    try:
+        return AutoModelForCausalLM.from_pretrained(location, dtype=dtype, trust_remote_code=False, **kwargs)
+    except OSError:
+        raise  # "not found": the callers decide (the hub path tries the network next)
+    except Exception as exc:  # a refused pickle, a malformed config or weights: one sentence, no traceback
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise ModelUnavailable(f"The model at {location} could not be loaded safely ({type(exc).__name__}"
+                               f"{': ' + first if first else ''}).") from None
 
 
-def load_hf_model(source: ModelSource, dtype: torch.dtype):
+def load_hf_model(source: ModelSource, dtype):
     if source.kind != "hub":
-        return _from_pretrained(source.location, dtype, local_files_only=True)
+        check_folder(Path(source.location))
+        try:
+            return _from_pretrained(source.location, dtype, local_files_only=True)
+        except OSError as exc:
+            raise ModelUnavailable(f"The model at {source.location} could not be read ({exc.__class__.__name__}).") from None
     try:
         return _from_pretrained(source.location, dtype, local_files_only=True)
     except OSError:
@@ -170,5 +235,32 @@ def download(name: str) -> str:
         return f"{name} is stored locally at {source.location}; nothing to download."
     if not hub_reachable():
         raise ModelUnavailable("The Hugging Face hub cannot be reached from this machine, so nothing was downloaded.")
+    import torch
+
     _from_pretrained(source.location, torch.float32)
     return f"{name} is in the Hugging Face cache now."
+
+
+def model_revision(name: str) -> str:
+    """A hub id's cached snapshot, or the sha256 of a local model's weights (what exactly was loaded)."""
+    try:
+        source = resolve(name, allow_paths=True)
+    except ModelUnavailable:
+        return "unknown"
+    if source.kind == "hub":
+        snapshots = hub_cache_dir() / f"models--{source.location.replace('/', '--')}" / "snapshots"
+        found = sorted(p.name for p in snapshots.iterdir()) if snapshots.is_dir() else []
+        return f"hub:{found[-1]}" if found else "hub:main"
+    weights = sorted(Path(source.location).glob("*.safetensors")) or sorted(Path(source.location).glob("*.bin"))
+    if not weights:
+        return "unknown"
+    return "sha256:" + _digest(tuple((str(w), w.stat().st_size, w.stat().st_mtime_ns) for w in weights))
+
+
+@lru_cache(maxsize=16)
+def _digest(files: tuple[tuple[str, int, int], ...]) -> str:
+    # keyed by path, size and mtime: hashing tens of MB once per process, not on every page rerun
+    digest = hashlib.sha256()
+    for path, _, _ in files:
+        digest.update(Path(path).read_bytes())
+    return digest.hexdigest()[:16]

@@ -13,19 +13,20 @@ from functools import lru_cache
 
 import torch
 
-from core import engine, models
+from core import engine, limits, models
 from core.errors import InvalidSetting, PlaygroundError
 from core.lm import StepModel, adapter_for
 from core.scoring import ScoredToken, ScoreResult, score_ids
-from core.settings import DecodeSettings, validate
+from core.settings import DEFAULT_MAX_NEW_TOKENS, DecodeSettings, lineup_seeds, validate
 from core.trace import DISTRIBUTIONS, BeamNode, Candidate, RunTrace, Sequence, Step
 
 
-def default_lineup(max_new_tokens: int = 64, seed: int = 0) -> list[DecodeSettings]:
-    """The Compare page's line-up. The temperature and top-p runs set top_k=0 (pure temperature or
-    nucleus sampling, as in seed 004); generate() would otherwise add its default top_k=50."""
+def default_lineup(max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, seed: int = 0) -> list[DecodeSettings]:
+    """The Compare page's line-up, run i seeded seed + i. The temperature and top-p runs set top_k=0
+    (pure temperature or nucleus sampling, as in the course's lesson); generate() would otherwise add
+    its default top_k=50."""
     base = DecodeSettings(max_new_tokens=max_new_tokens, seed=seed)
-    return [
+    return lineup_seeds([
         base.replace(strategy="greedy"),
         base.replace(strategy="beam", num_beams=5),
         base.replace(strategy="beam", num_beams=5, no_repeat_ngram_size=2),
@@ -34,7 +35,7 @@ def default_lineup(max_new_tokens: int = 64, seed: int = 0) -> list[DecodeSettin
         base.replace(strategy="sample", temperature=2.0, top_k=0),
         base.replace(strategy="sample", top_k=50),
         base.replace(strategy="sample", top_p=0.9, top_k=0),
-    ]
+    ], seed)
 
 
 @dataclass
@@ -46,9 +47,10 @@ class DecodeResult:
     runs: list[RunTrace]
     notices: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    dtype: str = "float32"  # of the weights the runs were decoded with
 
     def to_dict(self) -> dict:
-        return {"model": self.model, "device": self.device, "prompt_ids": self.prompt_ids,
+        return {"model": self.model, "device": self.device, "dtype": self.dtype, "prompt_ids": self.prompt_ids,
                 "prompt_text": self.prompt_text, "notices": self.notices, "seconds": self.seconds,
                 "distributions": DISTRIBUTIONS, "runs": [r.to_dict() for r in self.runs]}
 
@@ -63,6 +65,8 @@ class Playground:
         self.tokenizer = tokenizer
         self.model = model  # the underlying torch module, for anatomy and attention views
         self.facts = lm.facts
+        self.parameters = sum(p.numel() for p in model.parameters()) if model is not None else 0
+        self._fingerprint: tuple | None = None
         self._token_text = lru_cache(maxsize=None)(self._decode_one)
 
     @classmethod
@@ -76,6 +80,19 @@ class Playground:
     @property
     def device(self) -> str:
         return str(self.lm.device)
+
+    @property
+    def dtype(self) -> str:
+        return str(next(self.model.parameters()).dtype).replace("torch.", "") if self.model is not None else "?"
+
+    def fingerprint(self) -> tuple:
+        """What, besides the inputs, decides every result: the weights, device, dtype and libraries."""
+        if self._fingerprint is None:
+            import transformers
+
+            self._fingerprint = (self.name, models.model_revision(self.name), self.device, self.dtype,
+                                 torch.__version__, transformers.__version__)
+        return self._fingerprint
 
     def _decode_one(self, token_id: int) -> str:
         return self.tokenizer.decode([token_id])
@@ -91,6 +108,7 @@ class Playground:
         """Token ids of the prompt, cut from the left when prompt + new tokens exceed the context."""
         if not isinstance(prompt, str) or not prompt.strip():
             raise InvalidSetting("The prompt is empty; type some text for the model to continue.")
+        _check_text(prompt, "prompt")
         ids = self.tokenizer.encode(prompt)
         room = self.facts.context_length - max_new_tokens
         if len(ids) <= room:
@@ -129,6 +147,17 @@ class Playground:
         for s in runs:
             self.check(s)
         longest = max(s.max_new_tokens for s in runs)
+        if forced_ids is not None:
+            if len(runs) != 1 or runs[0].is_beam or len(forced_ids) < longest:
+                raise InvalidSetting(
+                    f"forced_ids must give at least max_new_tokens={longest} tokens for one greedy or sampling "
+                    f"run, got {len(forced_ids)} for {len(runs)} run(s).")
+            bad = [i for i in forced_ids if isinstance(i, bool) or not isinstance(i, int)
+                   or not 0 <= i < self.facts.vocab_size]
+            if bad:
+                raise InvalidSetting(f"forced_ids must be token ids below {self.facts.vocab_size}, got {bad[0]!r}.")
+        limits.check_request(runs=len(runs), rows=sum(s.rows for s in runs), new_tokens=longest,
+                             parameters=self.parameters, device_type=self.lm.device.type)
         ids, notices = self.encode_prompt(prompt, longest + len(continuation or []), truncate=truncate)
         ids = ids + list(continuation or [])
         self.check_memory(runs, len(ids))
@@ -137,7 +166,7 @@ class Playground:
                                        forced_ids=forced_ids, on_step=on_step)
         traces = [self._trace(r, len(ids)) for r in raw_runs]
         return DecodeResult(self.name, self.device, ids, self.text(ids), traces, notices,
-                            time.perf_counter() - started)
+                            time.perf_counter() - started, self.dtype)
 
     def decode(self, prompt: str, settings: DecodeSettings, **kwargs) -> DecodeResult:
         return self.compare(prompt, [settings], **kwargs)
@@ -145,12 +174,19 @@ class Playground:
     def score(self, text: str) -> ScoreResult:
         if not isinstance(text, str) or not text.strip():
             raise InvalidSetting("The text is empty; paste some text to score.")
-        ids = self.tokenizer.encode(text)
-        bos = self.tokenizer.bos_token_id
-        scored = score_ids(self.lm, ids, bos)
+        _check_text(text, "text")
+        return self.score_ids(self.tokenizer.encode(text))
+
+    def score_ids(self, ids: list[int]) -> ScoreResult:
+        """Every token after the first, scored given all the tokens before it: the rule decoding
+        follows too (no <|endoftext|> is put in front), so a prompt and its continuation score here
+        exactly as the decoding pages show them."""
+        if len(ids) < 2:
+            raise InvalidSetting("The text has fewer than two tokens; the first has no context, so there is "
+                                 "nothing to score.")
         tokens = [ScoredToken(i, self.token_text(i), lp, rank, -lp / 0.6931471805599453, top, top_p)
-                  for i, lp, rank, top, top_p in scored]
-        return ScoreResult(self.name, tokens, unscored_first_token=bos is None)
+                  for i, lp, rank, top, top_p in score_ids(self.lm, ids, None)]
+        return ScoreResult(self.name, tokens, unscored_first_token=True, first_token=self.token_text(ids[0]))
 
     # traces ------------------------------------------------------------------------------------
     def _trace(self, raw: engine.RawRun, prompt_len: int) -> RunTrace:
@@ -178,6 +214,19 @@ class Playground:
         if reason == "max_new_tokens" and prompt_len + len(steps) >= self.facts.context_length:
             reason = "context"
         return Sequence(raw.ids, self.text(raw.ids), steps, reason, raw.beam_score)
+
+
+MAX_TEXT_CHARS = 200_000  # far past any context; tokenizing more is work for nothing
+
+
+def _check_text(text: str, what: str) -> None:
+    if len(text) > MAX_TEXT_CHARS:
+        raise InvalidSetting(f"The {what} has {len(text):,} characters; at most {MAX_TEXT_CHARS:,} are accepted.")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # what Python makes of invalid UTF-8 bytes on a command line (lone surrogates)
+        raise InvalidSetting(f"The {what} is not valid UTF-8 text; check its encoding.") from None
 
 
 def _free_memory(device: torch.device) -> int:

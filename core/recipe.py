@@ -8,11 +8,9 @@ generator seeded the same way, so sampled runs come out the same too (tests chec
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import platform
-from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -23,35 +21,17 @@ from core.playground import DecodeResult
 from core.settings import DecodeSettings
 
 
-def model_revision(name: str) -> str:
-    """A hub id's revision, or the sha256 of a local model's weights (what exactly was loaded)."""
-    try:
-        source = models.resolve(name, allow_paths=True)
-    except models.ModelUnavailable:
-        return "unknown"
-    if source.kind == "hub":
-        return "main"
-    weights = sorted(Path(source.location).glob("*.safetensors"))
-    if not weights:
-        return "unknown"
-    return "sha256:" + _digest(tuple((str(w), w.stat().st_size, w.stat().st_mtime_ns) for w in weights))
-
-
-@lru_cache(maxsize=16)
-def _digest(files: tuple[tuple[str, int, int], ...]) -> str:
-    # keyed by path, size and mtime: hashing tens of MB once per process, not on every page rerun
-    digest = hashlib.sha256()
-    for path, _, _ in files:
-        digest.update(Path(path).read_bytes())
-    return digest.hexdigest()[:16]
+CUSTOM_MODEL_TYPES = ("playground-transformer-lm", "playground-lstm-lm")  # core/custom_models.py
 
 
 def recipe(result: DecodeResult, runs: list[DecodeSettings], prompt: str) -> dict:
+    """Everything that decides the runs: model and revision, dtype and device, the prompt ids, every
+    setting with its seed, and the library versions."""
     source = _source(result.model)
     return {
         "model": result.model, "source": source["model"], "tokenizer": source["tokenizer"],
-        "revision": model_revision(result.model), "prompt": prompt, "prompt_ids": result.prompt_ids,
-        "device": result.device,
+        "model_type": source["model_type"], "revision": models.model_revision(result.model), "prompt": prompt,
+        "prompt_ids": result.prompt_ids, "device": result.device, "dtype": result.dtype,
         "runs": [{"name": s.name(), **s.params(), "generate_kwargs": s.generate_kwargs()} for s in runs],
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "transformers": transformers.__version__},
@@ -62,36 +42,65 @@ def _source(name: str) -> dict:
     try:
         source = models.resolve(name, allow_paths=True)
     except models.ModelUnavailable:
-        return {"model": name, "tokenizer": name, "ours": False}
+        return {"model": name, "tokenizer": name, "model_type": ""}
     folder = source.location if source.kind != "hub" else None
-    return {"model": source.location, "tokenizer": models.tokenizer_folder(folder)}
+    model_type = ""
+    if folder:
+        try:
+            model_type = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8")).get("model_type", "")
+        except (OSError, ValueError, AttributeError):
+            model_type = ""
+    return {"model": source.location, "tokenizer": models.tokenizer_folder(folder), "model_type": model_type}
+
+
+def _custom_architectures() -> str:
+    """This project's own architectures, pasted in, so the script needs nothing of the project."""
+    import core.custom_models
+
+    code = Path(core.custom_models.__file__).read_text(encoding="utf-8")
+    return "\n".join(["# ---- the model's architecture: core/custom_models.py of Decoding Playground ----",
+                      code.replace("from __future__ import annotations\n", ""),
+                      "# ---- end of the architecture ----"])
 
 
 def generate_snippet(rec: dict) -> str:
-    """Python that reproduces every run of the recipe with plain transformers (run it from the repo)."""
-    lines = [
-        "# Reproduces the Decoding Playground runs with transformers' generate().",
-        f"# torch {rec['versions']['torch']}, transformers {rec['versions']['transformers']}",
-        "import torch",
-        "from transformers import AutoModelForCausalLM, AutoTokenizer",
+    """A standalone script that reproduces every run of the recipe with transformers' generate().
+
+    It needs only the pinned torch and transformers and the model (a hub id, or the folder the app
+    loaded); it loads the weights in the app's dtype on the app's device, feeds the prompt ids the app
+    decoded, and seeds torch's generator with each run's own seed before its call."""
+    custom = rec.get("model_type") in CUSTOM_MODEL_TYPES
+    header = [
+        "# Reproduces Decoding Playground runs with transformers' generate(): python recipe.py",
+        f"# model {rec['model']} ({rec['revision']}); torch {rec['versions']['torch']}, "
+        f"transformers {rec['versions']['transformers']}",
+    ]
+    if not custom:
+        header += ["import torch", "from transformers import AutoModelForCausalLM, AutoTokenizer"]
+    body = [
         "",
-        "import core.custom_models  # registers this project's own architectures (harmless for GPT-2)",
-        "",
-        f"model = AutoModelForCausalLM.from_pretrained({rec['source']!r}).eval()",
-        f"tokenizer = AutoTokenizer.from_pretrained({rec['tokenizer']!r})",
-        f"prompt_ids = torch.tensor([{rec['prompt_ids']!r}])  # the prompt as the playground tokenized it",
-        "pad = model.generation_config.pad_token_id or model.config.eos_token_id",
+        f"MODEL = {rec['source']!r}  # a hub id, or the folder the playground loaded (change it to your copy)",
+        f"TOKENIZER = {rec['tokenizer']!r}",
+        f"DEVICE = torch.device({rec['device']!r})",
+        f"model = AutoModelForCausalLM.from_pretrained(MODEL, dtype=torch.{rec['dtype']}).to(DEVICE).eval()",
+        "tokenizer = AutoTokenizer.from_pretrained(TOKENIZER)",
+        f"prompt_ids = torch.tensor([{rec['prompt_ids']!r}], device=DEVICE)  # the prompt as the playground tokenized it",
+        "pad = model.generation_config.pad_token_id",
+        "if pad is None:",
+        "    eos = model.config.eos_token_id",
+        "    pad = eos[0] if isinstance(eos, list) else eos",
     ]
     for run in rec["runs"]:
         kwargs = ", ".join(f"{k}={v!r}" for k, v in run["generate_kwargs"].items())
-        lines += [
+        body += [
             "",
             f"# {run['name']}",
-            f"torch.manual_seed({run['seed']})",
+            f"torch.manual_seed({run['seed']})  # this run's own seed",
             f"out = model.generate(prompt_ids, attention_mask=torch.ones_like(prompt_ids), pad_token_id=pad, {kwargs})",
             "print(tokenizer.decode(out[0, prompt_ids.shape[1]:]))",
         ]
-    return "\n".join(lines) + "\n"
+    parts = header + ([_custom_architectures(), "from transformers import AutoTokenizer"] if custom else []) + body
+    return "\n".join(parts) + "\n"
 
 
 def to_json(result: DecodeResult, rec: dict) -> str:

@@ -26,7 +26,8 @@ class ScoredToken:
 class ScoreResult:
     model: str
     tokens: list[ScoredToken]
-    unscored_first_token: bool  # True when the model has no BOS to condition the first token on
+    unscored_first_token: bool  # the first token has no context, so it is shown but not scored
+    first_token: str = ""
 
     @property
     def total_logprob(self) -> float:
@@ -38,7 +39,7 @@ class ScoreResult:
 
     def to_dict(self) -> dict:
         return {"model": self.model, "perplexity": self.perplexity, "total_logprob": self.total_logprob,
-                "unscored_first_token": self.unscored_first_token,
+                "unscored_first_token": self.unscored_first_token, "first_token": self.first_token,
                 "tokens": [asdict(t) for t in self.tokens]}
 
 

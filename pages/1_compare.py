@@ -1,54 +1,75 @@
-"""Compare: one prompt, a line-up of strategies decoded together, side by side."""
+"""Compare: one prompt, a line-up of strategies decoded together, one row per run."""
 
+import pandas as pd
 import streamlit as st
 
-from ui import PRESETS, decode, distribution_toggle, sidebar, state
-from core import figures, recipe, share
+from ui import PRESETS, decode, distribution_toggle, fail, sidebar, state, warn
+from core import figures, html_export, recipe, share
 from core.errors import PlaygroundError
 from core.playground import default_lineup
+from core.share import Param
 from core.trace import FINISH_REASONS
 
 PAGE = "compare"
-SCHEMA = {"prompt": PRESETS["A long long time ago"], "lineup": share.lineup_spec(default_lineup()).replace(";", "\n"),
-          "distribution": "raw"}
+SCHEMA = {"prompt": PRESETS["A long long time ago"],
+          "lineup": Param(share.lineup_spec(default_lineup()).replace(";", "\n"), max_chars=share.MAX_LINEUP_CHARS),
+          "distribution": Param("raw", choices=("raw", "processed"))}
+LINEUP_HELP = ("One run per line: strategy(name=value,...), with generate()'s names. For example "
+               "`sample(temperature=0.7,top_k=0,top_p=0.95)` is nucleus sampling at temperature 0.7 "
+               "(sampling keeps generate()'s default top_k=50 unless you set top_k=0), "
+               "`beam(num_beams=5,no_repeat_ngram_size=2)`, `greedy`.")
 
 pg = sidebar(PAGE, SCHEMA, "Compare decoding strategies")
 st.text_area("Prompt", key=f"{PAGE}_prompt", height=90)
 with st.expander("Line-up: one run per line, strategy(name=value,...)"):
-    st.text_area("Runs", key=f"{PAGE}_lineup", height=200,
-                 help="e.g. greedy, beam(num_beams=5,no_repeat_ngram_size=2), sample(temperature=0.7,top_p=0.9)")
+    st.text_area("Runs", key=f"{PAGE}_lineup", height=200, help=LINEUP_HELP)
     st.button("Reset to the default line-up", on_click=lambda: st.session_state.update(
-        {f"{PAGE}_lineup": SCHEMA["lineup"]}))
+        {f"{PAGE}_lineup": SCHEMA["lineup"].default}))
 
 try:
     runs = share.parse_lineup(state(PAGE, "lineup"), max_new_tokens=state(PAGE, "max_new_tokens"),
                               seed=state(PAGE, "seed"))
+    share.validate_lineup(runs, pg.check)
 except PlaygroundError as exc:
-    st.error(str(exc))
+    fail(str(exc))
     st.stop()
 result = decode(pg, state(PAGE, "prompt"), runs)
 if result is None:
     st.stop()
 for notice in result.notices:
-    st.warning(notice)
+    warn(notice)
 
 shown = distribution_toggle(PAGE)
-columns = st.columns(min(4, len(result.runs)))
-for i, run in enumerate(result.runs):
+st.html(figures.probability_legend_html(shown))
+st.caption(f"Sampling run *i* of the line-up draws from its own random stream, seeded with the sidebar's seed "
+           f"+ *i* (seed {state(PAGE, 'seed')} here), so the link and the recipe reproduce every run. "
+           "Hover a token for its alternatives and what the strategy cut.")
+for run in result.runs:
     f = run.best.figures()
-    with columns[i % len(columns)]:
+    name_col, text_col = st.columns([1, 4], vertical_alignment="top")
+    with name_col:
         st.subheader(run.name)
+        processed = ("beam score (processed log-probs, not renormalised)" if run.beam_tree is not None
+                     else "processed")
+        st.caption(f"log-prob **{f['sequence_logprob']:.2f}** raw · **{f['processed_sequence_logprob']:.2f}** "
+                   f"{processed} · {FINISH_REASONS[run.best.finish_reason]}")
+    with text_col:
         st.html(figures.tokens_html(run.best, shown))
-        st.caption(f"sequence log-prob **{f['sequence_logprob']:.2f}** (raw) · perplexity **{f['perplexity']:.1f}**"
-                   f" · distinct-2 **{f['distinct']['distinct_2']:.2f}** · {FINISH_REASONS[run.best.finish_reason]}")
+
+st.dataframe(pd.DataFrame(figures.lineup_table(result.runs)), hide_index=True, key=f"{PAGE}_figures")
 st.plotly_chart(figures.lineup_chart(result.runs), key=f"{PAGE}_chart")
 
 rec = recipe.recipe(result, runs, state(PAGE, "prompt"))
+snippet = recipe.generate_snippet(rec)
 with st.expander("Export and reproduce"):
-    cols = st.columns(4)
+    cols = st.columns(5)
     # callables: each export is built when its button is clicked, not on every rerun
     cols[0].download_button("JSON", lambda: recipe.to_json(result, rec), "decoding.json", "application/json")
     cols[1].download_button("CSV", lambda: recipe.to_csv(result), "decoding.csv", "text/csv")
     cols[2].download_button("Markdown", lambda: recipe.to_markdown(result), "decoding.md", "text/markdown")
-    cols[3].download_button("Recipe", lambda: recipe.generate_snippet(rec), "recipe.py", "text/x-python")
-    st.code(recipe.generate_snippet(rec), language="python")
+    cols[3].download_button("HTML page", lambda: html_export.export_html(result, rec, snippet, page="compare", distribution=shown),
+                            "decoding.html", "text/html", help="one file that opens offline in any browser")
+    cols[4].download_button("Recipe", snippet, "recipe.py", "text/x-python")
+    st.caption("The recipe runs on its own with the pinned torch and transformers and the model folder, and "
+               "prints the texts above.")
+    st.code(snippet, language="python")

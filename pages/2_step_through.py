@@ -1,13 +1,15 @@
-"""Step through: seed 004's greedy_search table, live; pick any alternative to branch from there."""
+"""Step through: the lesson's greedy_search table, live; pick any alternative to branch from there."""
 
 import streamlit as st
 
-from ui import PRESETS, decode, distribution_toggle, sidebar, state
-from core import figures
+from ui import PRESETS, decode, distribution_toggle, sidebar, state, warn
+from core import figures, html_export, limits, recipe, share
 from core.settings import DecodeSettings
+from core.share import Param
 
 PAGE = "step"
-SCHEMA = {"prompt": PRESETS["A long long time ago"], "branches": "", "distribution": "raw"}
+SCHEMA = {"prompt": PRESETS["A long long time ago"], "branches": Param("", max_chars=400),
+          "distribution": Param("raw", choices=("raw", "processed"))}
 
 pg = sidebar(PAGE, SCHEMA, "Step through greedy decoding")
 st.text_area("Prompt", key=f"{PAGE}_prompt", height=80)
@@ -19,14 +21,15 @@ main = decode(pg, state(PAGE, "prompt"), [greedy])
 if main is None:
     st.stop()
 for notice in main.notices:
-    st.warning(notice)
+    warn(notice)
 
 # a branch is "step:token_id": the main line's first `step` tokens, then that token, then greedy again
-branches = [b for b in state(PAGE, "branches").split(",") if b]
 main_ids = main.runs[0].best.ids
+branches, problems = share.parse_branches(state(PAGE, "branches"), steps=len(main_ids), vocab_size=pg.facts.vocab_size)
+for problem in problems:
+    warn(problem)
 lines = [("main line", main.prompt_text, main.runs[0].best)]
-for spec in branches:
-    step, token = (int(x) for x in spec.split(":"))
+for step, token in branches:
     path = main_ids[:step] + [token]
     branch = decode(pg, state(PAGE, "prompt"), [greedy.replace(max_new_tokens=max(1, greedy.max_new_tokens - len(path)))],
                     continuation=path)
@@ -34,20 +37,32 @@ for spec in branches:
         lines.append((f"branch at step {step}: {pg.token_text(token)!r}", branch.prompt_text, branch.runs[0].best))
 
 for title, prompt_text, seq in lines:
-    st.subheader(title)
+    st.subheader(share.plain(title))
     st.html(figures.prompt_html(prompt_text) + figures.tokens_html(seq, shown))
 st.dataframe(figures.step_table(main.prompt_text, main.runs[0].best, 5, shown), hide_index=True,
              key=f"{PAGE}_table")
 
+rec = recipe.recipe(main, [greedy], state(PAGE, "prompt"))
+st.download_button("Download as one HTML page", lambda: html_export.export_html(
+    main, rec, recipe.generate_snippet(rec), page="step", distribution=shown, branches=lines[1:]),
+    "step_through.html", "text/html", help="the table and every branch, in one file that opens offline")
+
 seq = main.runs[0].best
+if not seq.steps:
+    st.stop()
+last = len(seq.steps) - 1
+if st.session_state.get(f"{PAGE}_branch_step", 0) > last:  # the run got shorter since it was chosen
+    st.session_state[f"{PAGE}_branch_step"] = last
 cols = st.columns([1, 3])
-step = cols[0].number_input("Branch at step", 0, max(0, len(seq.steps) - 1), 0, key=f"{PAGE}_branch_step")
+step = cols[0].number_input("Branch at step", 0, last, 0, key=f"{PAGE}_branch_step")
 options = {f"{c.token!r} ({c.prob:.1%} raw)": c.id for c in seq.steps[step].top[:5]}
 choice = cols[1].radio("Alternative", list(options), horizontal=True, key=f"{PAGE}_branch_choice")
-if st.button("Branch from here", key=f"{PAGE}_branch_button"):
-    spec = f"{step}:{options[choice]}"
-    if spec not in branches:
-        st.session_state[f"{PAGE}_branches"] = ",".join([*branches, spec])
+full = len(branches) >= limits.MAX_BRANCHES
+if full:
+    st.caption(f"{limits.MAX_BRANCHES} branches is the most one page keeps; clear them to branch again.")
+if st.button("Branch from here", key=f"{PAGE}_branch_button", disabled=full):
+    if (step, options[choice]) not in branches:
+        st.session_state[f"{PAGE}_branches"] = share.branches_spec([*branches, (step, options[choice])])
     st.rerun()
 if branches and st.button("Clear branches"):
     st.session_state[f"{PAGE}_branches"] = ""

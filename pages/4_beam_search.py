@@ -2,18 +2,17 @@
 
 import streamlit as st
 
-from ui import PRESETS, bounded, decode, sidebar, state
-from core import figures
+from ui import PRESETS, decode, sidebar, state, warn
+from core import figures, html_export, recipe
 from core.settings import DecodeSettings
+from core.share import Param
 
 PAGE = "beam"
-SCHEMA = {"prompt": PRESETS["A long long time ago"], "num_beams": 5, "length_penalty": 1.0,
-          "no_repeat_ngram_size": 2, "early_stopping": False}
+SCHEMA = {"prompt": PRESETS["A long long time ago"], "num_beams": Param(5, 1, 10),
+          "length_penalty": Param(1.0, -2.0, 3.0), "no_repeat_ngram_size": Param(2, 0, 5), "early_stopping": False}
 
 pg = sidebar(PAGE, SCHEMA, "Beam search")
 st.text_area("Prompt", key=f"{PAGE}_prompt", height=80)
-for name, low, high in (("num_beams", 1, 10), ("length_penalty", -2.0, 3.0), ("no_repeat_ngram_size", 0, 5)):
-    bounded(PAGE, name, low, high)
 cols = st.columns(4)
 cols[0].slider("num_beams", 1, 10, key=f"{PAGE}_num_beams")
 cols[1].slider("length_penalty", -2.0, 3.0, step=0.1, key=f"{PAGE}_length_penalty")
@@ -31,10 +30,11 @@ result = decode(pg, state(PAGE, "prompt"), runs)
 if result is None:
     st.stop()
 for notice in result.notices:
-    st.warning(notice)
+    warn(notice)
 if beams == 1:
     st.info("With one beam, beam search is greedy decoding (as in generate()); raise num_beams to see a tree.")
 
+st.html(figures.probability_legend_html("raw"))
 columns = st.columns(len(result.runs))
 for column, run in zip(columns, result.runs):
     with column:
@@ -43,19 +43,32 @@ for column, run in zip(columns, result.runs):
         st.html(figures.tokens_html(run.best, "raw"))
         st.caption(f"sequence log-prob **{f['sequence_logprob']:.2f}** (raw) · repeated 2-grams "
                    f"**{f['repeated_ngrams']['2-grams']}** · distinct-2 **{f['distinct']['distinct_2']:.2f}**")
-        st.dataframe([{"rank": i + 1, "beam score (length-penalised)": round(q.beam_score, 3) if q.beam_score else None,
-                       "sequence log-prob (raw)": round(q.sequence_logprob, 2), "tokens": len(q.ids), "text": q.text}
-                      for i, q in enumerate(run.sequences)], hide_index=True)
+for run in result.runs:
+    st.markdown(f"**Hypotheses of {run.name}**, best first. Beam score: the sum of processed log-probs divided by "
+                "length ** length_penalty; log-prob (raw): the same tokens under the model's own softmax. "
+                "Hover a token for its alternatives.")
+    st.html(figures.hypotheses_html(run, "raw"))
 if len(result.runs) == 2:
     a, b = (r.best.figures() for r in result.runs)
     st.markdown(f"No-repeat-{state(PAGE, 'no_repeat_ngram_size')} changes the raw sequence log-prob by "
                 f"**{b['sequence_logprob'] - a['sequence_logprob']:+.2f}** and the repeated 2-grams from "
                 f"**{a['repeated_ngrams']['2-grams']}** to **{b['repeated_ngrams']['2-grams']}** "
-                "(seed 004: the log-prob drops, the repetition goes).")
+                "(as in the course's GPT-2 decoding lesson: the log-prob drops, the repetition goes).")
 tree_run = result.runs[-1]
 if tree_run.beam_tree:
     st.plotly_chart(figures.beam_tree_figure(tree_run, max_steps=min(20, state(PAGE, "max_new_tokens"))),
                     key=f"{PAGE}_tree")
-    st.caption(f"The tree of {tree_run.name}: every step's {2 * beams} candidates, first 20 steps. Blue beams "
-               "go on, green ones finished as hypotheses, grey ones were pruned. Scores are sums of processed "
-               "log-probs; a finished score is divided by length ** length_penalty.")
+    st.caption(f"The tree of {tree_run.name}, first 20 steps: every step's {2 * beams} candidates, each joined to "
+               "the beam it extends. Blue beams went on, green stars finished as hypotheses, faded grey ones were "
+               "pruned; the red path is the hypothesis beam search returned (↵ is a new line, ␣ a space). Hover "
+               "a node for its score: the sum of its processed log-probs, which are not renormalised after "
+               "no-repeat-n-gram bans; a finished score is divided by length ** length_penalty.")
+
+
+def page_html() -> str:  # built when the button is clicked, not on every rerun
+    rec = recipe.recipe(result, runs, state(PAGE, "prompt"))
+    return html_export.export_html(result, rec, recipe.generate_snippet(rec), page="beam")
+
+
+st.download_button("Download this page as one HTML file", page_html, "beam_search.html", "text/html",
+                   key=f"{PAGE}_html")

@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from playwright.sync_api import sync_playwright
@@ -70,11 +71,24 @@ def browser():
         b.close()
 
 
-def settled(page):
-    """Wait until the script run is over: Streamlit shows its status widget while a script runs."""
-    page.wait_for_timeout(1000)
-    page.locator('[data-testid="stStatusWidget"]').wait_for(state="detached", timeout=180_000)
-    page.wait_for_timeout(500)
+def settled(page, timeout=180_000):
+    """Wait until Streamlit's script run is over: the app root says so in data-test-script-state
+    ("running" while a script runs, "notRunning" once it is done), and it stays over for half a second."""
+    page.wait_for_function(
+        """() => {
+            const app = document.querySelector('[data-testid="stApp"]');
+            const done = app && app.getAttribute('data-test-script-state') === 'notRunning';
+            if (!done) { window.__settledSince = null; return false; }
+            window.__settledSince = window.__settledSince || Date.now();
+            return Date.now() - window.__settledSince > 500;
+        }""", timeout=timeout, polling=100)
+
+
+def assert_clean(page):
+    """No exception box, no dialog (Streamlit's "page not found" is one), no traceback text."""
+    assert page.locator('[data-testid="stException"]').count() == 0
+    assert page.locator('[role="dialog"]').count() == 0, page.locator('[role="dialog"]').first.inner_text()
+    assert page.get_by_text("Traceback").count() == 0
 
 
 def shoot(page, name):
@@ -84,24 +98,75 @@ def shoot(page, name):
         page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
 
 
-def test_compare_runs_the_lineup_in_a_real_browser(server, browser):
+def test_compare_runs_the_lineup_in_a_real_browser(server, browser, tmp_path):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(f"{server}/compare?max_new_tokens=24&prompt=Romeo.%0A")
-    page.get_by_role("heading", name="top-p 0.9").wait_for(timeout=120_000)
     settled(page)
+    assert_clean(page)
     for name in LINEUP:
         assert page.get_by_role("heading", name=name, exact=True).count() == 1, name
-    page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
     assert page.locator(".js-plotly-plot").count() >= 1
-    assert page.get_by_text("sequence log-prob").count() == len(LINEUP)
-    assert page.get_by_text("Traceback").count() == 0
+    assert page.locator('[data-testid="stDataFrame"]').count() == 1  # the figures table
+    # hovering a token shows its card of alternatives
+    token = page.locator(".dp-tok").first
+    token.hover()
+    card = token.locator(".dp-card")
+    assert card.is_visible() and "alternatives" in card.inner_text()
     shoot(page, "1_compare")
-    # the exports are built on click: download the JSON for real and read it
+    # the exports are built on click: download the JSON and the HTML page for real and read them
     page.get_by_text("Export and reproduce").click()
     with page.expect_download(timeout=60_000) as download:
         page.get_by_role("button", name="JSON").click()
     data = json.loads(Path(download.value.path()).read_text())
     assert [r["name"] for r in data["runs"]] == LINEUP and data["recipe"]["model"] == "shakespeare-gpt2"
+    with page.expect_download(timeout=60_000) as download:
+        page.get_by_role("button", name="HTML page").click()
+    exported = tmp_path / "decoding.html"
+    download.value.save_as(exported)
+    page.close()
+    check_exported_page_offline(browser, exported, data)
+
+
+def check_exported_page_offline(browser, path, data):
+    """The exported file opens from disk with the network off: tokens, hover cards and charts work."""
+    context = browser.new_context(offline=True, viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    requests = []
+    page.on("request", lambda r: requests.append(r.url) if not r.url.startswith(("file:", "data:", "blob:")) else None)
+    page.goto(path.as_uri())
+    page.locator(".js-plotly-plot").first.wait_for(timeout=30_000)
+    assert page.locator(".js-plotly-plot .main-svg").count() >= 1  # plotly drew, from the inlined bundle
+    tokens = page.locator(".dp-tok")
+    assert tokens.count() == sum(len(r["steps"]) for r in data["runs"])
+    tokens.nth(3).hover()
+    assert tokens.nth(3).locator(".dp-card").is_visible()
+    assert not requests, requests
+    shoot(page, "exported")
+    context.close()
+
+
+@pytest.mark.parametrize("path", ["", "compare"])
+def test_the_first_page_loads_at_both_addresses(server, browser, path):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{server}/{path}?max_new_tokens=4&lineup=greedy")
+    settled(page)
+    assert_clean(page)
+    assert page.get_by_role("heading", name="Compare decoding strategies").count() == 1
+    assert page.get_by_role("heading", name="greedy", exact=True).count() == 1
+    page.close()
+
+
+def test_a_link_cannot_inject_markdown_or_crash_a_page(server, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    evil = "![pwned](http://127.0.0.1:9/x.png) **bold** :material/home: <b>tag</b>"
+    page.goto(f"{server}/step_through?max_new_tokens=6&model={quote(evil)}&branches=abc,0:99999999,1:2:3&seed=-4")
+    settled(page)
+    assert_clean(page)
+    alerts = page.locator('[data-testid="stAlert"]')
+    shown = " ".join(alerts.all_inner_texts())
+    assert "![pwned](http://127.0.0.1:9/x.png) **bold** :material/home:" in shown  # echoed as text ...
+    assert alerts.locator("img").count() == 0 and alerts.locator("strong, b").count() == 0  # ... not rendered
+    assert "not step:token_id" in shown and "outside" in shown
     page.close()
 
 
@@ -109,11 +174,11 @@ def test_compare_runs_the_lineup_in_a_real_browser(server, browser):
 def test_other_pages_render_in_a_real_browser(server, browser, path):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(f"{server}/{path}?max_new_tokens=16")
-    selector, count = READY[path]
-    page.locator(selector).nth(count - 1).wait_for(timeout=180_000)
     settled(page)
+    assert_clean(page)
+    selector, count = READY[path]
+    assert page.locator(selector).count() >= count, f"{path}: expected {count} of {selector}"
     shoot(page, f"{PAGES.index(path) + 1}_{path}")
-    assert page.locator('[data-testid="stException"]').count() == 0
     sidebar = page.locator('[data-testid="stSidebar"]')
     assert sidebar.get_by_text("Model", exact=True).count() == 1
     assert sidebar.get_by_text("Score a text").count() == 1  # the page links are drawn on every page

@@ -65,11 +65,20 @@ BAD = {
     "negative temperature": (["--strategy", "sample", "--temperature", "-1"], "greater than 0"),
     "absurd temperature": (["--strategy", "sample", "--temperature", "1e9"], "absurd"),
     "top-k negative": (["--strategy", "sample", "--top-k", "-1"], "top_k"),
-    "top-k past the vocabulary": (["--strategy", "sample", "--top-k", "60000"], "vocabulary size 50257"),
+    "top-k past the vocabulary": (["--strategy", "sample", "--top-k", "60000"], "50257 is the vocabulary size"),
     "top-p 0": (["--strategy", "sample", "--top-p", "0"], "top_p must be in (0, 1]"),
     "top-p above 1": (["--strategy", "sample", "--top-p", "1.5"], "top_p must be in (0, 1]"),
     "num_beams 0": (["--strategy", "beam", "--num-beams", "0"], "num_beams"),
-    "num_beams too many for memory": (["--strategy", "beam", "--num-beams", "100000"], "GiB"),
+    "num_beams too many for one request": (["--strategy", "beam", "--num-beams", "100000"], "at most 64"),
+    "seed past 64 bits": (["--seed", "18446744073709551616"], "seed must be a whole number from 0"),
+    "temperature that overflows": (["--strategy", "sample", "--temperature", "1e-300"], "below 0.01"),
+    "repetition penalty that overflows": (["--strategy", "sample", "--repetition-penalty", "1e-300"],
+                                          "repetition_penalty=1e-300 is outside 0.01 to 100"),
+    "length penalty that overflows": (["--strategy", "beam", "--length-penalty", "400"], "length_penalty=400"),
+    "not a number": (["--temperature", "abc"], "invalid float value: 'abc'"),
+    "unknown device": (["--device", "tpu"], "device must be auto, cpu, cuda or cuda:N"),
+    "over the compute budget": (["--strategy", "beam", "--num-beams", "60", "--max-new-tokens", "100",
+                                 "--prompt", "Hi"], None),
     "max_new_tokens 0": (["--max-new-tokens", "0"], "max_new_tokens"),
     "max_new_tokens past the context": (["--max-new-tokens", "500"], "context"),
     "no-repeat negative": (["--no-repeat-ngram-size", "-1"], "no_repeat_ngram_size"),
@@ -82,7 +91,15 @@ def test_bad_input_is_one_line_and_exit_2(capsys, tiny_dir, case):
     args, fragment = BAD[case]
     if "--prompt" not in args:
         args = ["--prompt", "Hello", *args]
-    code, out, err = run_cli(capsys, "decode", "--model", tiny_dir, *args)
+    if fragment is None:  # the budget scales with the model: give the tiny model a budget to be over
+        os.environ["PLAYGROUND_BUDGET"] = "1e9"
+        fragment = "over the budget of 1e+09 row-token-parameters"
+    try:
+        code, out, err = run_cli(capsys, "decode", "--model", tiny_dir, *args)
+    except SystemExit as exc:  # argparse's own errors leave through sys.exit
+        code, (out, err) = exc.code, capsys.readouterr()
+    finally:
+        os.environ.pop("PLAYGROUND_BUDGET", None)
     assert code == 2 and out == ""
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], err
@@ -109,3 +126,92 @@ def test_out_of_memory_becomes_one_sentence(playground, monkeypatch):
     monkeypatch.setattr(playground.lm, "step", exhausted)
     with pytest.raises(PlaygroundError, match="Out of memory while decoding 5 rows"):
         playground.decode("Hello", DecodeSettings("beam", num_beams=5, max_new_tokens=4))
+
+
+def cli_process(*argv, **kwargs):
+    return subprocess.run([sys.executable, "-m", "core", *argv], cwd=ROOT, capture_output=True, timeout=120,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"}, **kwargs)
+
+
+@pytest.mark.parametrize("flag", ["--prompt", "--text"])
+def test_invalid_utf8_is_one_line(tiny_dir, flag):
+    command = "decode" if flag == "--prompt" else "score"
+    proc = cli_process(command, "--model", str(tiny_dir), flag.encode(), b"caf\xe9 \xff\xfe")
+    err = proc.stderr.decode()
+    assert proc.returncode == 2 and err.count("\n") == 1 and "not valid UTF-8" in err, err
+
+
+def broken_folder(tmp_path, tiny_dir, kind):
+    folder = tmp_path / kind
+    folder.mkdir()
+    config = json.loads((tiny_dir / "config.json").read_text())
+    if kind == "refused pickle":
+        (folder / "pytorch_model.bin").write_bytes(  # a pickle that would call os.system if loaded unsafely
+            b"cos\nsystem\n(S'touch /tmp/pwned-by-playground'\ntR.")
+    else:
+        (folder / "model.safetensors").write_bytes((tiny_dir / "model.safetensors").read_bytes())
+    if kind == "auto_map":
+        config["auto_map"] = {"AutoModelForCausalLM": "evil.EvilModel"}
+    if kind == "invalid config.json":
+        (folder / "config.json").write_text("{not json")
+    else:
+        (folder / "config.json").write_text(json.dumps(config))
+    if kind == "no weights":
+        (folder / "model.safetensors").unlink()
+    return folder
+
+
+@pytest.mark.parametrize("kind, fragment", [("refused pickle", "could not be"), ("auto_map", "custom code"),
+                                            ("invalid config.json", "unreadable config.json"),
+                                            ("no weights", "has no weights")])
+def test_malformed_or_refused_model_folders_are_one_line(tmp_path, tiny_dir, kind, fragment):
+    folder = broken_folder(tmp_path, tiny_dir, kind)
+    proc = cli_process("decode", "--model", str(folder), "--prompt", "Hi", text=True)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and fragment in proc.stderr, proc.stderr
+    assert not Path("/tmp/pwned-by-playground").exists()
+
+
+def test_no_warning_line_before_the_error_and_no_broken_pipe(tiny_dir):
+    proc = cli_process("decode", "--model", str(tiny_dir), "--prompt", " fox" * 300, text=True)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and proc.stderr.startswith("error:"), proc.stderr
+    # a reader that stops early (`| head`) ends the output quietly
+    pipe = subprocess.Popen([sys.executable, "-m", "core", "compare", "--model", str(tiny_dir), "--prompt", "Hi",
+                             "--max-new-tokens", "30", "--json"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    pipe.stdout.read(10)
+    pipe.stdout.close()
+    _, err = pipe.communicate(timeout=120)
+    assert b"Traceback" not in err and b"BrokenPipe" not in err, err
+
+
+def test_score_table_has_a_header_and_states_the_rule(capsys, tiny_dir):
+    code, out, _ = run_cli(capsys, "score", "--model", tiny_dir, "--text", "To be, or not to be")
+    lines = out.splitlines()
+    assert code == 0 and "first token" in lines[0] and "not scored" in lines[0]
+    assert lines[1].split() == ["token", "logprob", "rank", "surprisal"]
+
+
+def test_one_default_for_max_new_tokens(capsys, tiny_dir):
+    from core.cli import build_parser
+    from core.playground import default_lineup
+    from core.settings import DEFAULT_MAX_NEW_TOKENS
+    import ui
+
+    args = build_parser().parse_args(["decode", "--prompt", "x"])
+    assert args.max_new_tokens == DEFAULT_MAX_NEW_TOKENS == DecodeSettings().max_new_tokens
+    assert {s.max_new_tokens for s in default_lineup()} == {DEFAULT_MAX_NEW_TOKENS}
+    assert ui.SIDEBAR["max_new_tokens"].default == DEFAULT_MAX_NEW_TOKENS
+
+
+def test_compare_takes_the_apps_lineup_syntax(capsys, tiny_dir):
+    code, out, _ = run_cli(capsys, "compare", "--model", tiny_dir, "--prompt", "Hello", "--max-new-tokens", 4,
+                           "--seed", 7, "--json", "--lineup", "greedy\nsample(temperature=0.7,top_k=0)\nsample(top_p=0.9,top_k=0)")
+    runs = json.loads(out)["runs"]
+    assert [r["name"] for r in runs] == ["greedy", "temperature 0.7", "top-p 0.9"]
+    assert [r["params"]["seed"] for r in runs] == [7, 8, 9]  # each run its own stream: seed + position
+    code, _, err = run_cli(capsys, "compare", "--model", tiny_dir, "--prompt", "Hello", "--lineup",
+                           "greedy\nsample(temperature=abc)")
+    assert code == 2 and err.startswith("error: Line 2 of the line-up:") and "'abc'" in err
+    code, _, err = run_cli(capsys, "compare", "--model", tiny_dir, "--prompt", "Hello", "--lineup",
+                           "greedy\nbeam(num_beams=2,length_penalty=250)")
+    assert code == 2 and err.startswith("error: Line 2 of the line-up (beam 2, length penalty 250.0)"), err

@@ -20,14 +20,28 @@ def test_scores_match_the_decoding_trace(playground):
     assert [t[2] for t in tail] == [s.rank for s in seq.steps]
 
 
-def test_score_text_with_bos(playground):
-    result = playground.score("To be, or not to be")
-    assert len(result.tokens) == len(playground.tokenizer.encode("To be, or not to be"))
-    assert not result.unscored_first_token
+def test_score_text_follows_the_decoding_rule(playground):
+    """One rule for both: no <|endoftext|> in front; the first token is shown, not scored."""
+    text = "To be, or not to be"
+    ids = playground.tokenizer.encode(text)
+    result = playground.score(text)
+    assert [t.id for t in result.tokens] == ids[1:] and result.unscored_first_token
+    assert result.first_token == playground.token_text(ids[0])
     for t in result.tokens:
         assert t.logprob <= 0 and t.rank >= 1
         assert t.surprisal_bits == pytest.approx(-t.logprob / math.log(2))
     assert result.perplexity == pytest.approx(math.exp(-result.total_logprob / len(result.tokens)))
+
+
+def test_scoring_a_prompt_and_its_output_agrees_with_decoding(playground):
+    # the issue's case: Score a text on "prompt + greedy output" said -19.72, Compare -22.68
+    result = playground.decode(PROMPTS[0], DecodeSettings("greedy", max_new_tokens=12))
+    seq = result.runs[0].best
+    text = result.prompt_text + seq.text
+    assert playground.tokenizer.encode(text) == result.prompt_ids + seq.ids  # the text round-trips here
+    scored = playground.score(text).tokens[-len(seq.ids):]
+    assert [t.logprob for t in scored] == pytest.approx(seq.token_logprobs, abs=1e-4)
+    assert sum(t.logprob for t in scored) == pytest.approx(seq.sequence_logprob, abs=1e-3)
 
 
 def test_text_longer_than_the_context_is_scored_in_windows(playground):
@@ -43,3 +57,5 @@ def test_text_longer_than_the_context_is_scored_in_windows(playground):
 def test_empty_text_is_refused(playground):
     with pytest.raises(InvalidSetting, match="text is empty"):
         playground.score("   ")
+    with pytest.raises(InvalidSetting, match="fewer than two tokens"):
+        playground.score("Hi")

@@ -10,18 +10,19 @@ import plotly.graph_objects as go
 import pytest
 
 from conftest import PROMPTS
-from core import figures, inspect, recipe, share
+from core import figures, internals, recipe, share
 from core.errors import InvalidSetting
 from core.playground import default_lineup
-from core.settings import DecodeSettings
+from core.settings import DecodeSettings, lineup_seeds
 
 
 def test_lineup_spec_round_trip():
-    lineup = default_lineup(max_new_tokens=30, seed=4) + [
-        DecodeSettings("beam", num_beams=3, length_penalty=0.5, early_stopping="never", max_new_tokens=30, seed=4),
-        DecodeSettings("sample", min_p=0.05, typical_p=0.9, repetition_penalty=1.2, max_new_tokens=30, seed=4)]
+    lineup = lineup_seeds(default_lineup(max_new_tokens=30, seed=4) + [
+        DecodeSettings("beam", num_beams=3, length_penalty=0.5, early_stopping="never", max_new_tokens=30),
+        DecodeSettings("sample", min_p=0.05, typical_p=0.9, repetition_penalty=1.2, max_new_tokens=30)], 4)
     spec = share.lineup_spec(lineup)
     assert share.parse_lineup(spec, max_new_tokens=30, seed=4) == lineup
+    assert [s.seed for s in lineup] == list(range(4, 14))  # run i: seed + i
     assert "beam(num_beams=5,no_repeat_ngram_size=2)" in spec
 
 
@@ -76,14 +77,14 @@ def test_figures_are_built_from_the_trace(lineup_result, playground):
     assert isinstance(chart, go.Figure) and len(chart.data) == 4
     assert chart.data[0].y[0] == pytest.approx(result.runs[0].best.figures()["mean_logprob"])
     tree = figures.beam_tree_figure(result.runs[1])
-    statuses = {t.name for t in tree.data[1:]}
-    assert statuses == {"kept", "finished", "pruned"}
-    assert sum(len(t.x) for t in tree.data[1:]) == len(result.runs[1].beam_tree)
+    nodes = [t for t in tree.data if t.name in ("kept", "finished", "pruned")]
+    assert {t.name for t in nodes} == {"kept", "finished", "pruned"}
+    assert sum(len(t.x) for t in nodes) == len(result.runs[1].beam_tree)
     nucleus = figures.nucleus_figure(result.runs[2].best)
     assert [t.name for t in nucleus.data] == ["kept by top_p"]
     assert list(nucleus.data[0].y) == [s.kept["top_p"] for s in result.runs[2].best.steps]
     html = figures.tokens_html(result.runs[0].best, "raw")
-    assert html.count("<span") == len(result.runs[0].best.ids) and "alternatives (raw)" in html
+    assert html.count('class="dp-card"') == len(result.runs[0].best.ids) and "alternatives (raw)" in html
 
 
 def test_temperature_and_cut_points():
@@ -93,27 +94,32 @@ def test_temperature_and_cut_points():
     probs = np.array([0.5, 0.3, 0.1, 0.05, 0.05])
     assert figures.cut_points(probs, top_k=2, top_p=0.85) == (2, 3)
     assert figures.cut_points(probs, top_k=0, top_p=1.0) == (5, 5)
-    fig = figures.cumulative_figure(probs, 2, 0.85)
+    # the cuts in turn, as the run applies them: top-p on what top-k left, renormalised
+    at = {"raw": probs, "before_cuts": {"label": "raw", "sorted": probs},
+          "stages": [{"name": "top_k", "param": 2, "label": "raw", "sorted": probs, "kept": 2},
+                     {"name": "top_p", "param": 0.85, "label": "after top-k 2 (renormalised)",
+                      "sorted": np.array([0.625, 0.375, 0, 0, 0]), "kept": 2}]}
+    fig = figures.cumulative_figure(at)
     assert fig.data[0].y[-1] == pytest.approx(1.0)
-    assert [t.name for t in fig.data[1:]] == ["top-k=2 alone keeps 2", "top-p=0.85 alone keeps 3"]
-    assert list(fig.data[1].x) == [2, 2] and list(fig.data[2].x) == [3, 3]
+    assert [t.name for t in fig.data if t.meta] == ["top-k=2 keeps 2", "top-p=0.85 keeps 2 of 2"]
+    assert [list(t.x) for t in fig.data if t.meta] == [[2, 2], [2, 2]]
 
 
 def test_distribution_at_matches_the_trace(playground):
     settings = DecodeSettings("sample", top_k=30, top_p=0.8, max_new_tokens=5, seed=1)
     result = playground.decode(PROMPTS[0], settings)
     seq = result.runs[0].best
-    at = inspect.distribution_at(playground, result.prompt_ids + seq.ids[:2], settings)
+    at = internals.distribution_at(playground, result.prompt_ids + seq.ids[:2], settings)
     assert int((at["processed"] > 0).sum()) == seq.steps[2].kept["top_p"]
     assert at["ids"][0].item() == seq.steps[2].top[0].id
     assert float(at["raw"][0]) == pytest.approx(seq.steps[2].top[0].prob, rel=1e-4)
 
 
 def test_anatomy_and_attention(playground):
-    a = inspect.anatomy(playground)
+    a = internals.anatomy(playground)
     assert (a.layers, a.heads, a.head_size, a.context) == (2, 2, 16, 128)
-    tokens, maps = inspect.attention_maps(playground, "A long long time ago")
-    assert tokens == ["A", " long", " long", " time", " ago"] and maps.shape == (2, 2, 5, 5)
+    tokens, maps, total = internals.attention_maps(playground, "A long long time ago")
+    assert tokens == ["A", " long", " long", " time", " ago"] and maps.shape == (2, 2, 5, 5) and total == 5
     assert np.allclose(maps.sum(-1).numpy(), 1, atol=1e-5) and float(maps[0, 0].triu(1).abs().sum()) == 0
     fig = figures.attention_figure(tokens, maps[1, 0], 1, 0)
     assert fig.data[0].z.shape == (5, 5)

@@ -1,0 +1,53 @@
+"""What one request may cost, so that no link or flag can hold the server for minutes.
+
+A decode's time grows with rows x new tokens x the model's parameters (each generated token of each
+batch row is one pass through every weight), so the budget is stated in those units. It was sized from
+a measurement on 2 CPU cores (README, "Limits"): the default 8-run line-up on GPT-2 small (16 rows x 64
+tokens x 124M parameters = 1.3e11) took 11-14 s, so the budget of 2.6e11 bounds any request at about
+half a minute there, and far less on the small shipped models. A GPU gets 20 times more.
+
+`PLAYGROUND_BUDGET` (a number of row-token-parameters) overrides the budget for a server that can
+afford more or less.
+"""
+
+from __future__ import annotations
+
+import os
+
+from core.errors import InvalidSetting
+
+MAX_RUNS = 16  # runs in one line-up
+MAX_ROWS = 64  # batch rows decoded at once (beams + samples over all runs)
+MAX_BRANCHES = 8  # branches kept on Step through
+MAX_SAMPLES = 50  # samples per strategy in a report
+CPU_BUDGET = 2.6e11  # rows x new tokens x parameters
+GPU_FACTOR = 20
+
+
+def budget(device_type: str) -> float:
+    override = os.environ.get("PLAYGROUND_BUDGET", "")
+    try:
+        value = float(override) if override else 0.0
+    except ValueError:
+        value = 0.0
+    if value > 0:
+        return value
+    return CPU_BUDGET * (GPU_FACTOR if device_type == "cuda" else 1)
+
+
+def check_request(*, runs: int, rows: int, new_tokens: int, parameters: int, device_type: str) -> None:
+    """Refuse, in one sentence that names the limit, a request that would cost more than the budget."""
+    if runs > MAX_RUNS:
+        raise InvalidSetting(f"A line-up may have at most {MAX_RUNS} runs; this one has {runs}.")
+    if rows > MAX_ROWS:
+        raise InvalidSetting(
+            f"These runs need {rows} batch rows (beams and samples added up) but one request may use at most "
+            f"{MAX_ROWS}; lower num_beams, num_return_sequences or the number of runs.")
+    cost = rows * new_tokens * parameters
+    allowed = budget(device_type)
+    if cost > allowed:
+        most = max(1, int(allowed // max(1, rows * parameters)))
+        raise InvalidSetting(
+            f"This request ({rows} rows x {new_tokens} new tokens on a {parameters / 1e6:.0f}M-parameter model) is "
+            f"over the budget of {allowed:.2g} row-token-parameters per request; use at most {most} new tokens "
+            "with these runs, fewer rows, or a smaller model.")

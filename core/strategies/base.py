@@ -1,0 +1,245 @@
+"""What every strategy shares: the contract (`Strategy`), transformers' processors in generate()'s
+order, what a run returns (`RawRun`), and the per-step statistics a trace is made of."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from transformers.generation.logits_process import (
+    EpsilonLogitsWarper,
+    EtaLogitsWarper,
+    MinPLogitsWarper,
+    NoRepeatNGramLogitsProcessor,
+    RepetitionPenaltyLogitsProcessor,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+    TypicalLogitsWarper,
+)
+
+from core.lm import ModelFacts
+from core.settings import DecodeSettings
+
+# Processors whose effect is recorded as a list of token ids (few); the others as a count of survivors.
+BANNING = ("diversity_penalty", "no_repeat_ngram", "repetition_penalty")
+MAX_BANNED_LISTED = 20
+CURVE_BUCKET_NATS = 0.5  # width of the log-prob buckets behind the cumulative curve
+CURVE_BUCKETS = 60  # down to log p = -30 nats; the last bucket takes the rest
+
+
+def build_processors(s: DecodeSettings, device: torch.device | str = "cpu") -> list[tuple[str, object]]:
+    """transformers' own processors, in generate()'s order: penalties, then the sampling warpers."""
+    procs: list[tuple[str, object]] = []
+    if s.repetition_penalty != 1.0:
+        procs.append(("repetition_penalty", RepetitionPenaltyLogitsProcessor(s.repetition_penalty)))
+    if s.no_repeat_ngram_size > 0:
+        procs.append(("no_repeat_ngram", NoRepeatNGramLogitsProcessor(s.no_repeat_ngram_size)))
+    if s.do_sample:
+        if s.temperature != 1.0:
+            procs.append(("temperature", TemperatureLogitsWarper(s.temperature)))
+        if s.top_k != 0:
+            procs.append(("top_k", TopKLogitsWarper(top_k=s.top_k, min_tokens_to_keep=1)))
+        if s.top_p < 1.0:
+            procs.append(("top_p", TopPLogitsWarper(top_p=s.top_p, min_tokens_to_keep=1)))
+        if s.min_p is not None:
+            procs.append(("min_p", MinPLogitsWarper(min_p=s.min_p, min_tokens_to_keep=1)))
+        if s.typical_p < 1.0:
+            procs.append(("typical_p", TypicalLogitsWarper(mass=s.typical_p, min_tokens_to_keep=1)))
+        if 0.0 < s.epsilon_cutoff < 1.0:
+            procs.append(("epsilon", EpsilonLogitsWarper(epsilon=s.epsilon_cutoff, min_tokens_to_keep=1)))
+        if 0.0 < s.eta_cutoff < 1.0:
+            procs.append(("eta", EtaLogitsWarper(epsilon=s.eta_cutoff, min_tokens_to_keep=1, device=device)))
+    return procs
+
+
+@dataclass
+class RawStep:
+    """One generated token of one sequence, with its row's view of the distributions (numbers only)."""
+    id: int
+    logprob: float
+    processed_logprob: float
+    rank: int
+    processed_rank: int
+    entropy: float
+    processed_entropy: float
+    top_ids: list[int]
+    top_probs: list[float]
+    top_processed_probs: list[float]
+    kept: dict[str, int]
+    banned: dict[str, list[int]]
+    curve: list[tuple[int, float]]
+    distribution: torch.Tensor | None = None  # processed log-probs (V,), only with keep_distributions
+
+
+@dataclass
+class RawSequence:
+    steps: list[RawStep]
+    finish_reason: str
+    beam_score: float | None = None
+
+    @property
+    def ids(self) -> list[int]:
+        return [s.id for s in self.steps]
+
+
+@dataclass
+class RawBeamNode:
+    id: int
+    step: int
+    parent: int | None
+    token_id: int
+    score: float
+    status: str
+    finished_score: float | None = None
+    group: int = 0  # diverse beam search: the group of beams the candidate belongs to
+
+
+@dataclass
+class RawRun:
+    settings: DecodeSettings
+    sequences: list[RawSequence]
+    beam_tree: list[RawBeamNode] | None = None
+
+
+class RowStats:
+    """Per-step statistics of a block of rows, computed once per step and looked up per token later."""
+
+    def __init__(self, raw_logprobs, processed_logprobs, kept, banned, top_n, keep_distributions):
+        probs = raw_logprobs.exp()
+        top_lp, self.top_ids = raw_logprobs.topk(top_n, dim=-1)
+        self.top_probs = top_lp.exp()
+        self.entropy = torch.special.entr(probs).sum(-1)
+        if processed_logprobs is raw_logprobs:  # no processor changed anything: skip the copies
+            self.top_processed, self.processed_entropy = self.top_probs, self.entropy
+        else:
+            self.top_processed = processed_logprobs.gather(1, self.top_ids).exp()
+            self.processed_entropy = torch.special.entr(F.softmax(processed_logprobs, dim=-1)).sum(-1)
+        self.curve_ranks, self.curve_mass = cumulative_curve(raw_logprobs, probs)
+        self.kept = kept  # name -> (R,) counts
+        self.banned = banned  # name -> list (per row) of id lists
+        self.distributions = processed_logprobs.cpu() if keep_distributions else None
+        self.host: dict | None = None
+
+    def to_host(self):
+        if self.host is None:  # one device->host copy per step, made only when a trace is assembled
+            self.host = {
+                "top_ids": self.top_ids.tolist(), "top_probs": self.top_probs.tolist(),
+                "top_processed": self.top_processed.tolist(), "entropy": self.entropy.tolist(),
+                "processed_entropy": self.processed_entropy.tolist(),
+                "curve_ranks": self.curve_ranks.tolist(), "curve_mass": self.curve_mass.tolist(),
+                "kept": {k: v.tolist() for k, v in self.kept.items()},
+            }
+        return self.host
+
+
+def cumulative_curve(raw_logprobs: torch.Tensor, probs: torch.Tensor):
+    """Exact points of the sorted cumulative-probability curve, without sorting the vocabulary.
+
+    Tokens are bucketed by raw log-prob (CURVE_BUCKET_NATS wide); after bucket b the curve has passed
+    exactly count(log p >= edge_b) tokens holding mass(log p >= edge_b). A full sort would cost ~4 ms
+    a row per step on a CPU; this costs a scatter. Returns (R, B) ranks and (R, B) cumulative mass.
+    """
+    rows = raw_logprobs.shape[0]
+    bucket = (-raw_logprobs / CURVE_BUCKET_NATS).clamp_(0, CURVE_BUCKETS - 1).long()
+    counts = torch.zeros(rows, CURVE_BUCKETS, device=probs.device).scatter_add_(1, bucket, torch.ones_like(probs))
+    mass = torch.zeros(rows, CURVE_BUCKETS, device=probs.device).scatter_add_(1, bucket, probs)
+    return counts.cumsum(-1), mass.cumsum(-1)
+
+
+def apply_processors(processors, input_ids, scores):
+    """Run the processors one by one, recording what each removed or down-weighted."""
+    kept: dict[str, torch.Tensor] = {}
+    banned: dict[str, list[list[int]]] = {}
+    for name, proc in processors:
+        new = proc(input_ids, scores)
+        if name in BANNING:
+            changed = (new != scores) & torch.isfinite(scores)
+            banned[name] = [row.nonzero().flatten()[:MAX_BANNED_LISTED].tolist() for row in changed]
+        elif name != "temperature":
+            kept[name] = torch.isfinite(new).sum(-1)
+        scores = new
+    return scores, kept, banned
+
+
+def chosen_figures(raw_lp, proc_lp, ids):
+    """Log-probs and 1-based ranks of the chosen ids under both distributions. ids: (R,)."""
+    col = ids[:, None]
+    raw = raw_lp.gather(1, col)
+    proc = proc_lp.gather(1, col)
+    return (raw.squeeze(1), proc.squeeze(1),
+            (raw_lp > raw).sum(-1) + 1, (proc_lp > proc).sum(-1) + 1)
+
+
+def curve_points(ranks: list[float], mass: list[float]) -> list[tuple[int, float]]:
+    """(rank, cumulative mass) pairs, empty buckets dropped."""
+    points, last = [], 0
+    for r, m in zip(ranks, mass):
+        if r > last:
+            points.append((int(r), m))
+            last = r
+    return points
+
+
+class Strategy:
+    """One decoding strategy: a run's block of batch rows, advanced one step at a time.
+
+    The contract (the engine knows nothing else about a strategy):
+    - `rows_needed(settings)`: how many batch rows the run occupies while decoding;
+    - `needs_hidden_states`: whether `advance` needs the model's last-layer hidden states;
+    - `advance(logits, hidden)`: logits (R, V) in float32 for its rows (and hidden (R, T, H) for the
+      positions the last forward pass added, when asked) -> (next_ids (R,), source_rows (R,)): the token
+      each row is fed next and the old row (0..R-1) each new row continues. It sets `done` when its rows
+      can be dropped; the ids it returns on that step are not fed;
+    - `best_so_far()`: the best sequence's generated ids so far (for streaming);
+    - `result()`: the `RawRun`, once done.
+    A class is registered under generate()'s mode name (`@register("beam_search")`) and picked by
+    `DecodeSettings.mode`.
+    """
+
+    needs_hidden_states: ClassVar[bool] = False
+    follows_forced_ids: ClassVar[bool] = False  # accepts forced_ids (a fixed token path)
+
+    @classmethod
+    def rows_needed(cls, settings: DecodeSettings) -> int:
+        return 1
+
+    def __init__(self, settings: DecodeSettings, prompt: torch.Tensor, facts: ModelFacts,
+                 max_new_tokens: int, top_n: int, keep_distributions: bool):
+        self.settings = settings
+        self.rows = self.rows_needed(settings)
+        self.sequences = prompt.expand(self.rows, -1).clone()  # (R, T): what the processors see
+        self.prompt_len = prompt.shape[1]
+        self.facts = facts
+        self.max_new_tokens = max_new_tokens
+        self.top_n = min(top_n, facts.vocab_size)
+        self.keep_distributions = keep_distributions
+        self.processors = build_processors(settings, prompt.device)
+        self.stats: list[RowStats] = []  # one per step
+        self.done = False
+        self.eos = torch.tensor(facts.eos_token_ids, dtype=torch.long, device=prompt.device)
+
+    def advance(self, logits: torch.Tensor, hidden: torch.Tensor | None = None):
+        raise NotImplementedError
+
+    def best_so_far(self) -> list[int]:
+        return self.sequences[0, self.prompt_len:].tolist()
+
+    def result(self) -> RawRun:
+        raise NotImplementedError
+
+    def _raw_step(self, stats: RowStats, row: int, token_id: int, figures) -> RawStep:
+        host = stats.to_host()
+        lp, plp, rank, prank = figures
+        return RawStep(
+            id=token_id, logprob=lp, processed_logprob=plp, rank=rank, processed_rank=prank,
+            entropy=host["entropy"][row], processed_entropy=host["processed_entropy"][row],
+            top_ids=host["top_ids"][row], top_probs=host["top_probs"][row],
+            top_processed_probs=host["top_processed"][row],
+            kept={k: v[row] for k, v in host["kept"].items()},
+            banned={k: v[row] for k, v in stats.banned.items()},
+            curve=curve_points(host["curve_ranks"][row], host["curve_mass"][row]),
+            distribution=stats.distributions[row] if stats.distributions is not None else None,
+        )
