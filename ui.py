@@ -33,6 +33,7 @@ PAGES = [
     ("pages/4_beam_search.py", "Beam search", ":material/account_tree:", "beam_search"),
     ("pages/5_models_and_tokens.py", "Models & tokens", ":material/biotech:", "models_and_tokens"),
     ("pages/6_score_a_text.py", "Score a text", ":material/straighten:", "score_a_text"),
+    ("pages/7_report.py", "Report", ":material/analytics:", "report"),
 ]
 MAX_NEW_TOKENS = 200
 MAX_SEED = 2**31 - 1

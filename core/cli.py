@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(s)
     s.add_argument("--text", required=True)
 
+    from core.report import add_report_parser
+
+    add_report_parser(sub)
     sub.add_parser("models", help="list the models this machine can offer")
     dl = sub.add_parser("download", help="fetch a GPT-2 family model into the Hugging Face cache")
     dl.add_argument("name")
@@ -145,6 +148,10 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args) -> int:
     from core import models
 
+    if args.command == "report":
+        from core.report import run_report
+
+        return run_report(args)
     if args.command == "models":
         for name, status in models.model_statuses().items():
             print(f"{name:<28}{status}")

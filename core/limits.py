@@ -20,6 +20,7 @@ MAX_RUNS = 16  # runs in one line-up
 MAX_ROWS = 64  # batch rows decoded at once (beams + samples over all runs)
 MAX_BRANCHES = 8  # branches kept on Step through
 MAX_SAMPLES = 50  # samples per strategy in a report
+MAX_REPORT_ROWS = 512  # a report is many samples at once: the default one (9 runs, N = 20) has 131 rows
 CPU_BUDGET = 2.6e11  # rows x new tokens x parameters
 GPU_FACTOR = 20
 
@@ -35,19 +36,23 @@ def budget(device_type: str) -> float:
     return CPU_BUDGET * (GPU_FACTOR if device_type == "cuda" else 1)
 
 
-def check_request(*, runs: int, rows: int, new_tokens: int, parameters: int, device_type: str) -> None:
-    """Refuse, in one sentence that names the limit, a request that would cost more than the budget."""
+def check_request(*, runs: int, rows: int, new_tokens: int, parameters: int, device_type: str,
+                  prompts: int = 1, max_rows: int = MAX_ROWS) -> None:
+    """Refuse, in one sentence that names the limit, a request that would cost more than the budget.
+
+    `prompts` > 1: the same runs on that many prompts, one after another (a report)."""
     if runs > MAX_RUNS:
         raise InvalidSetting(f"A line-up may have at most {MAX_RUNS} runs; this one has {runs}.")
-    if rows > MAX_ROWS:
+    if rows > max_rows:
         raise InvalidSetting(
             f"These runs need {rows} batch rows (beams and samples added up) but one request may use at most "
-            f"{MAX_ROWS}; lower num_beams, num_return_sequences or the number of runs.")
-    cost = rows * new_tokens * parameters
+            f"{max_rows}; lower num_beams, num_return_sequences or the number of runs.")
+    cost = rows * new_tokens * parameters * prompts
     allowed = budget(device_type)
     if cost > allowed:
-        most = max(1, int(allowed // max(1, rows * parameters)))
+        most = max(1, int(allowed // max(1, rows * parameters * prompts)))
+        times = f" x {prompts} prompts" if prompts > 1 else ""
         raise InvalidSetting(
-            f"This request ({rows} rows x {new_tokens} new tokens on a {parameters / 1e6:.0f}M-parameter model) is "
-            f"over the budget of {allowed:.2g} row-token-parameters per request; use at most {most} new tokens "
-            "with these runs, fewer rows, or a smaller model.")
+            f"This request ({rows} rows x {new_tokens} new tokens{times} on a {parameters / 1e6:.0f}M-parameter "
+            f"model) is over the budget of {allowed:.2g} row-token-parameters per request; use at most {most} new "
+            "tokens with these runs, fewer rows, or a smaller model.")

@@ -203,3 +203,27 @@ def test_thread_plan_never_oversubscribes(monkeypatch):
         assert slots * threads <= cores and slots >= 1
     monkeypatch.setenv("PLAYGROUND_DECODE_SLOTS", "4")
     assert serving.plan_threads(8) == (4, 2)
+
+
+def test_visitors_never_see_a_stack_trace():
+    import tomllib
+    from pathlib import Path
+
+    config = tomllib.loads((Path(__file__).resolve().parents[1] / ".streamlit" / "config.toml").read_text())
+    assert config["client"]["showErrorDetails"] == "none"
+
+
+def test_models_not_on_this_machine_are_marked(monkeypatch, tmp_path, capsys):
+    from core import models
+    from core.cli import main
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))  # an empty cache
+    statuses = models.model_statuses()
+    assert statuses["shakespeare-gpt2"].startswith("ready")
+    assert statuses["gpt2"].startswith("not on this machine") and "download gpt2" in statuses["gpt2"]
+    snapshot = tmp_path / "models--openai-community--gpt2" / "snapshots" / "abc"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    (snapshot / "model.safetensors").write_bytes(b"")
+    assert models.model_statuses()["gpt2"].startswith("ready")
+    assert main(["models"]) == 0 and "ready (Hugging Face cache)" in capsys.readouterr().out

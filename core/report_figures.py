@@ -1,0 +1,62 @@
+"""The Report page's figures: each metric per strategy against human text, and the paper's Figure 1."""
+
+from __future__ import annotations
+
+import html
+
+import plotly.graph_objects as go
+
+from core.report import Figure1, Report
+
+LABELS = {
+    "perplexity": "perplexity (raw model)",
+    "self_bleu4": "Self-BLEU-4 (0-1)",
+    "zipf": "Zipf coefficient",
+    "repetition_rate": "share of samples ending in a loop",
+    "distinct_1": "distinct-1", "distinct_2": "distinct-2", "distinct_3": "distinct-3",
+    "repeated_3grams": "share of repeated 3-grams",
+    "mean_length": "mean length (tokens)",
+}
+HUMAN_COLOUR = "#d62728"
+
+
+def metric_chart(report: Report, key: str) -> go.Figure:
+    """One bar per strategy (mean, 95% interval as error bars) and the human value as a horizontal line:
+    the paper's question is which strategy's text looks most like people's."""
+    names, means, plus, minus = [], [], [], []
+    for r in report.strategies:
+        s = r.metrics[key]
+        names.append(r.name)
+        means.append(s.mean)
+        plus.append(None if s.high is None or s.mean is None else max(0.0, s.high - s.mean))
+        minus.append(None if s.low is None or s.mean is None else max(0.0, s.mean - s.low))
+    fig = go.Figure(go.Bar(x=names, y=means, name="strategies", marker_color="#1f77b4",
+                           error_y=dict(type="data", array=plus, arrayminus=minus, visible=True),
+                           hovertemplate="%{x}<br>%{y:.3f}<extra></extra>"))
+    human = report.human.metrics[key] if report.human is not None else None
+    if human is not None and human.mean is not None:
+        fig.add_hline(y=human.mean, line=dict(color=HUMAN_COLOUR, dash="dash", width=2),
+                      annotation_text=f"human text {human.mean:.3g}", annotation_position="top left")
+    if key == "perplexity":
+        fig.update_yaxes(type="log")
+    fig.update_layout(title=LABELS.get(key, key), yaxis_title=LABELS.get(key, key), template="plotly_white",
+                      margin=dict(l=50, r=20, t=50, b=90), height=360, showlegend=False)
+    return fig
+
+
+def figure1_chart(data: Figure1) -> go.Figure:
+    """The paper's Figure 1 live: the raw probability of each token along beam search's continuation and
+    along the human continuation of the same prompt. Beam search stays high and flat; people do not."""
+    fig = go.Figure()
+    for name, tokens, probs, colour in ((data.beam_name, data.beam_tokens, data.beam_probs, "#1f77b4"),
+                                        ("human text", data.human_tokens, data.human_probs, HUMAN_COLOUR)):
+        if not tokens:
+            continue
+        fig.add_trace(go.Scatter(
+            x=list(range(1, len(tokens) + 1)), y=probs, mode="lines+markers", name=name,
+            line=dict(color=colour), customdata=[html.escape(repr(t)) for t in tokens],
+            hovertemplate=f"{html.escape(name)}<br>token %{{x}}: %{{customdata}}<br>p (raw) %{{y:.3f}}<extra></extra>"))
+    fig.update_layout(title="Per-token probability (raw): beam search vs human text", xaxis_title="token",
+                      yaxis_title="probability (raw)", yaxis_range=[0, 1.02], template="plotly_white",
+                      margin=dict(l=50, r=20, t=50, b=40), height=380)
+    return fig
