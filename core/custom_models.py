@@ -124,7 +124,8 @@ class StateCache:
 
 class _StatefulLM(PreTrainedModel, GenerationMixin):
     """forward for training, scoring and generate(), prefill/step for the engine, all over the
-    subclass's `_run(input_ids, state) -> (logits (B, T, V), state)`."""
+    subclass's `_trunk(input_ids, state) -> (last hidden states (B, T, H), state)` and its
+    `output_layer`."""
 
     _is_stateful = True  # generate(): the state cannot be rolled back, so no assisted decoding
 
@@ -171,13 +172,22 @@ class _StatefulLM(PreTrainedModel, GenerationMixin):
     def _supports_default_dynamic_cache(cls) -> bool:
         return False  # generate() must not make a DynamicCache: forward makes the StateCache itself
 
-    def prefill(self, input_ids):
-        logits, state = self._run(input_ids)
-        return logits[:, -1, :].float(), state
+    def _run(self, input_ids, state=None):
+        hidden, state = self._trunk(input_ids, state)
+        return self.output_layer(hidden), state
 
-    def step(self, input_ids, state):
-        logits, state = self._run(input_ids, state)
-        return logits[:, -1, :].float(), state
+    def prefill(self, input_ids, hidden_states=False):
+        return self._last(input_ids, None, hidden_states)
+
+    def step(self, input_ids, state, hidden_states=False):
+        return self._last(input_ids, state, hidden_states)
+
+    def _last(self, input_ids, state, hidden_states: bool):
+        """Last-position logits (B, V) in float32 and the state; with hidden_states also the last
+        layer's hidden states (B, T, H), what the output layer reads (contrastive search compares them)."""
+        hidden, state = self._trunk(input_ids, state)
+        logits = self.output_layer(hidden)[:, -1, :].float()
+        return (logits, state, hidden) if hidden_states else (logits, state)
 
 
 class TransformerLMForCausalLM(_StatefulLM):
@@ -199,7 +209,8 @@ class TransformerLMForCausalLM(_StatefulLM):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
-    def _run(self, input_ids, past=None):
+    def _trunk(self, input_ids, past=None):
+        """The last post-LayerNorm layer's output (B, T, H) and the per-layer (keys, values)."""
         start = 0 if past is None else past[0][0].shape[2]
         if start + input_ids.shape[1] > self.config.max_position_embeddings:
             raise ValueError(f"{start + input_ids.shape[1]} tokens are past this model's "
@@ -210,7 +221,7 @@ class TransformerLMForCausalLM(_StatefulLM):
         for i, layer in enumerate(self.layers):
             x, kv = layer(x, None if past is None else past[i])
             new.append(kv)
-        return self.output_layer(x), new
+        return x, new
 
     @torch.no_grad()
     def attention_maps(self, input_ids):
@@ -250,9 +261,11 @@ class LSTMLMForCausalLM(_StatefulLM):
         if isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, std=0.1)  # as seed 000's ELMo
 
-    def _run(self, input_ids, state=None):
+    def _trunk(self, input_ids, state=None):
+        """The top LSTM layer's output (B, T, H), what its output layer reads (contrastive search
+        compares these as a transformer's last hidden states), and the LSTM's (h, c)."""
         out, state = self.lstm(self.drop(self.word_embedding(input_ids)), state)
-        return self.output_layer(self.drop(out)), state
+        return self.drop(out), state
 
     @staticmethod
     def select_rows(state, rows):

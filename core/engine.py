@@ -22,7 +22,7 @@ from typing import Callable
 
 import torch
 
-from core.errors import PlaygroundError
+from core.errors import InvalidSetting, PlaygroundError
 from core.lm import ModelFacts, StepModel
 from core.settings import DecodeSettings
 from core.strategies import strategy_class
@@ -94,7 +94,9 @@ def decode_batch(lm: StepModel, prompt_ids: list[int], runs: list[DecodeSettings
 def _start(s: DecodeSettings, prompt, facts: ModelFacts, top_n, keep_distributions, forced_ids) -> Strategy:
     """The run of `s`: an instance of the class registered for its mode."""
     cls = strategy_class(s.mode)
-    extra = {"forced_ids": forced_ids} if forced_ids is not None and cls.follows_forced_ids else {}
+    if forced_ids is not None and not cls.follows_forced_ids:
+        raise InvalidSetting(f"forced_ids can only steer a greedy or sampling run, not {s.name()}.")
+    extra = {"forced_ids": forced_ids} if forced_ids is not None else {}
     max_new = min(s.max_new_tokens, facts.context_length - prompt.shape[1])
     return cls(s, prompt, facts, max_new, top_n, keep_distributions, **extra)
 

@@ -195,7 +195,7 @@ class Playground:
         tree = None
         if raw.beam_tree is not None:
             tree = [BeamNode(n.id, n.step, n.parent, n.token_id, self.token_text(n.token_id), n.score,
-                             n.status, n.finished_score) for n in raw.beam_tree]
+                             n.status, n.finished_score, n.group) for n in raw.beam_tree]
         notices = []
         if any(q.finish_reason == "context" for q in sequences):
             notices.append(f"Generation stopped at the model's {self.facts.context_length}-token context.")

@@ -21,6 +21,7 @@ from core.playground import DecodeResult
 from core.settings import DecodeSettings
 
 
+MOVED_OUT_OF_TRANSFORMERS_5 = ("penalty_alpha", "num_beam_groups")  # contrastive and group beam search
 CUSTOM_MODEL_TYPES = ("playground-transformer-lm", "playground-lstm-lm")  # core/custom_models.py
 
 
@@ -92,9 +93,13 @@ def generate_snippet(rec: dict) -> str:
     ]
     for run in rec["runs"]:
         kwargs = ", ".join(f"{k}={v!r}" for k, v in run["generate_kwargs"].items())
+        moved = [k for k in MOVED_OUT_OF_TRANSFORMERS_5 if k in run["generate_kwargs"]]
         body += [
             "",
             f"# {run['name']}",
+            *([f"# ({', '.join(moved)}: transformers 5 moved this strategy out of its core; run this call with "
+               "transformers==4.55.4, the last release that has it, or with the hub's custom_generate version)"]
+              if moved else []),
             f"torch.manual_seed({run['seed']})  # this run's own seed",
             f"out = model.generate(prompt_ids, attention_mask=torch.ones_like(prompt_ids), pad_token_id=pad, {kwargs})",
             "print(tokenizer.decode(out[0, prompt_ids.shape[1]:]))",

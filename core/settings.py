@@ -50,7 +50,7 @@ class Knob:
     hint: str = ""  # added to the range message; may name {vocab_size} or {context_length}
     check: Callable | None = None  # a check of its own (several sentences) in place of the range
     kwarg_when_default: bool = True  # in generate_kwargs() even at its default (False: only when set)
-    flag: bool = True  # a flag of `python -m core decode`
+    flag: bool = True  # a flag of `decode` made from this (False: `_prompt_args` gives decode and compare one)
 
 
 def knob(default, help: str, **declaration):

@@ -115,6 +115,7 @@ class BeamNode:
     score: float  # cumulative processed log-prob of the beam up to and including this token
     status: str  # "kept" (continues), "finished" (a hypothesis), "pruned"
     finished_score: float | None = None  # length-penalised score, when finished
+    group: int = 0  # diverse beam search: the group the beam belongs to
 
 
 @dataclass

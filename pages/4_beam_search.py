@@ -1,15 +1,18 @@
 """Beam search: the tree of beams, their scores, and what length penalty and no-repeat-n-gram change."""
 
+import dataclasses
+
 import streamlit as st
 
 from ui import PRESETS, decode, sidebar, state, warn
-from core import figures, html_export, recipe
+from core import figures, html_export, recipe, share
 from core.settings import DecodeSettings
 from core.share import Param
 
 PAGE = "beam"
 SCHEMA = {"prompt": PRESETS["A long long time ago"], "num_beams": Param(5, 1, 10),
-          "length_penalty": Param(1.0, -2.0, 3.0), "no_repeat_ngram_size": Param(2, 0, 5), "early_stopping": False}
+          "length_penalty": Param(1.0, -2.0, 3.0), "no_repeat_ngram_size": Param(2, 0, 5), "early_stopping": False,
+          "num_beam_groups": Param(1, 1, 10), "diversity_penalty": Param(1.0, 0.1, 5.0)}
 
 pg = sidebar(PAGE, SCHEMA, "Beam search")
 st.text_area("Prompt", key=f"{PAGE}_prompt", height=80)
@@ -20,9 +23,19 @@ cols[2].slider("no_repeat_ngram_size", 0, 5, key=f"{PAGE}_no_repeat_ngram_size")
 cols[3].checkbox("early_stopping", key=f"{PAGE}_early_stopping")
 
 beams = state(PAGE, "num_beams")
+divisors = [g for g in range(1, beams + 1) if beams % g == 0]
+if state(PAGE, "num_beam_groups") not in divisors:  # groups must split the beams evenly
+    st.session_state[f"{PAGE}_num_beam_groups"] = max(g for g in divisors if g <= state(PAGE, "num_beam_groups"))
+cols = st.columns(2)
+cols[0].select_slider("num_beam_groups (diverse beam search when above 1)", divisors, key=f"{PAGE}_num_beam_groups")
+groups = state(PAGE, "num_beam_groups")
+cols[1].slider("diversity_penalty", 0.1, 5.0, step=0.1, key=f"{PAGE}_diversity_penalty", disabled=groups == 1,
+               help="in diverse beam search, a token's score in a group drops by this for every earlier group "
+                    "that chose it at the same step")
+diverse = {"num_beam_groups": groups, "diversity_penalty": state(PAGE, "diversity_penalty")} if groups > 1 else {}
 base = DecodeSettings("beam", num_beams=beams, length_penalty=state(PAGE, "length_penalty"),
                       early_stopping=state(PAGE, "early_stopping"), max_new_tokens=state(PAGE, "max_new_tokens"),
-                      num_return_sequences=beams)
+                      num_return_sequences=beams, **diverse)
 runs = [base.replace(no_repeat_ngram_size=0), base.replace(no_repeat_ngram_size=state(PAGE, "no_repeat_ngram_size"))]
 if runs[0] == runs[1]:
     runs = runs[:1]
@@ -55,10 +68,19 @@ if len(result.runs) == 2:
                 f"**{a['repeated_ngrams']['2-grams']}** to **{b['repeated_ngrams']['2-grams']}** "
                 "(as in the course's GPT-2 decoding lesson: the log-prob drops, the repetition goes).")
 tree_run = result.runs[-1]
-if tree_run.beam_tree:
+if tree_run.beam_tree and groups > 1:
+    st.caption(f"Diverse beam search keeps {groups} groups of {beams // groups} beams; each group is a beam search "
+               "of its own, penalised for the tokens earlier groups chose at the same step. One tree per group:")
+    for g, tab in enumerate(st.tabs([f"group {g + 1}" for g in range(groups)])):
+        with tab:
+            part = dataclasses.replace(tree_run, beam_tree=[n for n in tree_run.beam_tree if n.group == g])
+            st.plotly_chart(figures.beam_tree_figure(part, max_steps=min(20, state(PAGE, "max_new_tokens"))),
+                            key=f"{PAGE}_tree_{g}")
+elif tree_run.beam_tree:
     st.plotly_chart(figures.beam_tree_figure(tree_run, max_steps=min(20, state(PAGE, "max_new_tokens"))),
                     key=f"{PAGE}_tree")
-    st.caption(f"The tree of {tree_run.name}, first 20 steps: every step's {2 * beams} candidates, each joined to "
+if tree_run.beam_tree:
+    st.caption(f"The tree of {share.plain(tree_run.name)}, first 20 steps: every step's {2 * beams} candidates, each joined to "
                "the beam it extends. Blue beams went on, green stars finished as hypotheses, faded grey ones were "
                "pruned; the red path is the hypothesis beam search returned (↵ is a new line, ␣ a space). Hover "
                "a node for its score: the sum of its processed log-probs, which are not renormalised after "

@@ -165,3 +165,12 @@ def test_sliders_that_only_change_the_view_run_no_model(monkeypatch):
     monkeypatch.setattr(internals, "distribution_at", lambda *a, **k: calls.append(1))
     lab.slider(key="lab_step").set_value(1).run()  # already computed for this step on the first run
     assert not lab.exception and calls == []
+
+
+def test_beam_page_draws_one_tree_per_group_for_diverse_beam_search():
+    at = page("beam", max_new_tokens=8, num_beams=4, num_beam_groups=2, diversity_penalty=1.5, no_repeat_ngram_size=0)
+    assert not at.exception, at.exception
+    assert len(at.tabs) == 2 and len(at.get("plotly_chart")) == 2
+    assert any("2 groups" in h.value for h in at.subheader)
+    at = page("beam", max_new_tokens=8, num_beams=5, num_beam_groups=2)  # 2 does not divide 5: one group
+    assert not at.exception and len(at.tabs) == 0 and at.select_slider(key="beam_num_beam_groups").value == 1

@@ -100,7 +100,9 @@ class GroupBeamSearch(Strategy):
             raw_lp = F.log_softmax(logits[rows], dim=-1)
             proc_lp, _, group_banned = apply_processors(self._processors(g, current_tokens), self.sequences[rows],
                                                         raw_lp)
-            raw.append(raw_lp), processed.append(proc_lp), banned.append(group_banned)
+            raw.append(raw_lp)
+            processed.append(proc_lp)
+            banned.append(group_banned)
             scores, tokens, beam_idx = self._beam_group_step(step, g, raw_lp, proc_lp)
             self.beam_scores[rows] = scores
             current_tokens[rows] = tokens
@@ -159,7 +161,9 @@ class GroupBeamSearch(Strategy):
                     node.status, node.finished_score = "finished", kept
             else:
                 node.status = "kept"
-                next_scores.append(score), next_tokens.append(token), next_beams.append(beam)
+                next_scores.append(score)
+                next_tokens.append(token)
+                next_beams.append(beam)
                 running.append(candidates[rank])
             if len(next_scores) == self.group_size:
                 break
