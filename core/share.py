@@ -137,6 +137,11 @@ def defaults(schema: dict) -> dict:
     return {name: _as_param(spec).default for name, spec in schema.items()}
 
 
+def _bound(value: float) -> str:
+    """2147483647 as '2,147,483,647' (not 2.14748e+09), 0.05 as '0.05'."""
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
+
+
 def _read_one(name: str, raw, p: Param):
     """(value, problem or None) for one parameter from a link; any garbage falls back to the default."""
     text = str(raw)
@@ -161,8 +166,8 @@ def _read_one(name: str, raw, p: Param):
         if (low is not None and value < low) or (high is not None and value > high):
             clamped = min(max(value, low if low is not None else value), high if high is not None else value)
             clamped = type(default)(clamped)
-            span = (f"{low:g} to {high:g}" if low is not None and high is not None
-                    else f"at least {low:g}" if low is not None else f"at most {high:g}")
+            span = (f"{_bound(low)} to {_bound(high)}" if low is not None and high is not None
+                    else f"at least {_bound(low)}" if low is not None else f"at most {_bound(high)}")
             return clamped, f"The link's {name}={quote(text)} is outside {span}; using {clamped!r}."
         return value, None
     if p.choices is not None and text not in p.choices:
