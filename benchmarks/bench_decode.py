@@ -3,8 +3,10 @@
     .venv/bin/python benchmarks/bench_decode.py [--reps 3] [--new-tokens 64] [--device cpu]
 
 A GPT-2-small-shaped model (124M parameters, random weights: speed does not depend on them), the
-unicorn prompt of seed 004 (45 tokens). Every figure is the median of --reps runs, the engine and
-generate() interleaved so that machine noise hits both alike; ratios > 1 mean the engine is faster.
+unicorn prompt of seed 004 (45 tokens). The engine and generate() run interleaved, every strategy
+warmed up first; a ratio is the median over repeats of each repeat's own generate()/engine pair, so
+that a machine drifting between repeats cannot make it up (a median over a median gave 5x at load 6),
+and the machine's load is printed beside the figures. Ratios > 1 mean the engine is faster.
 The engine's trace is on (it always is). Deterministic strategies are checked to give generate()'s
 tokens; sampling runs draw different tokens (generate() uses the global RNG) but the same count.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -66,8 +69,9 @@ def main() -> None:
 
     print(f"model: GPT-2 small shape ({sum(p.numel() for p in model.parameters()) / 1e6:.0f}M params) on "
           f"{device} {dtype}, {torch.get_num_threads()} threads; prompt {len(ids)} tokens, "
-          f"{args.new_tokens} new tokens, median of {args.reps}")
-    generate(lineup[0]), engine(lineup[:1])  # warm-up
+          f"{args.new_tokens} new tokens, median of {args.reps}; load {os.getloadavg()}")
+    for settings in lineup:  # warm every strategy up, both ways
+        generate(settings), engine([settings])
 
     rows, totals = [], {"generate": [], "engine": []}
     print(f"{'strategy':<24}{'generate tok/s':>15}{'engine tok/s':>14}{'ratio':>8}  same tokens")
@@ -83,10 +87,11 @@ def main() -> None:
         same = got == expected if not settings.do_sample else len(got) == len(expected)
         tokens = len(got)
         g_med, e_med = statistics.median(g_times), statistics.median(e_times)
-        rows.append({"strategy": settings.name(), "generate_s": g_med, "engine_s": e_med,
+        ratio = statistics.median(g / e for g, e in zip(g_times, e_times))
+        rows.append({"strategy": settings.name(), "generate_s": g_times, "engine_s": e_times,
                      "generate_tok_s": tokens / g_med, "engine_tok_s": tokens / e_med,
-                     "ratio": g_med / e_med, "same_tokens" if not settings.do_sample else "same_length": same})
-        print(f"{settings.name():<24}{tokens / g_med:>15.1f}{tokens / e_med:>14.1f}{g_med / e_med:>7.2f}x  "
+                     "ratio": ratio, "same_tokens" if not settings.do_sample else "same_length": same})
+        print(f"{settings.name():<24}{tokens / g_med:>15.1f}{tokens / e_med:>14.1f}{ratio:>7.2f}x  "
               f"{'yes' if same else 'NO'}{'' if not settings.do_sample else ' (length)'}")
 
     for _ in range(args.reps):
@@ -95,12 +100,14 @@ def main() -> None:
         totals["generate"].append(sequential)
         totals["engine"].append(batched)
     seq_med, batch_med = statistics.median(totals["generate"]), statistics.median(totals["engine"])
+    ratio = statistics.median(g / e for g, e in zip(totals["generate"], totals["engine"]))
     print(f"\nline-up of {len(lineup)} runs: generate() one call per strategy {seq_med:.2f}s, "
-          f"engine one batch {batch_med:.2f}s -> {seq_med / batch_med:.2f}x")
+          f"engine one batch {batch_med:.2f}s -> {ratio:.2f}x; load {os.getloadavg()}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"device": str(device), "dtype": str(dtype), "strategies": rows,
-                                          "lineup": {"generate_s": seq_med, "engine_s": batch_med,
-                                                     "ratio": seq_med / batch_med}}, indent=2))
+                                          "load": os.getloadavg(),
+                                          "lineup": {"generate_s": totals["generate"], "engine_s": totals["engine"],
+                                                     "ratio": ratio}}, indent=2))
 
 
 if __name__ == "__main__":
