@@ -34,6 +34,14 @@ UNICORN = ("In a shocking finding, scientist discovered a herd of unicorns livin
            "that the unicorns spoke perfect English.")
 
 
+def gpt2_small_playground(device: str | None = None) -> Playground:
+    """A GPT-2-small-shaped model with random weights (speed does not depend on them)."""
+    torch_device, dtype = pick_device(device)
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config()).to(device=torch_device, dtype=dtype).eval()
+    return Playground("gpt2-shaped (random weights)", HFCausalLM(model), load_tokenizer(None), model)
+
+
 def timed(fn):
     if torch.cuda.is_available():
         torch.cuda.synchronize()
@@ -52,10 +60,8 @@ def main() -> None:
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_decode.json"))
     args = parser.parse_args()
 
-    device, dtype = pick_device(args.device)
-    torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config()).to(device=device, dtype=dtype).eval()
-    pg = Playground("gpt2-shaped (random weights)", HFCausalLM(model), load_tokenizer(None), model)
+    pg = gpt2_small_playground(args.device)
+    model, device, dtype = pg.model, pg.lm.device, pg.model.dtype
     lineup = default_lineup(args.new_tokens, seed=0)
     ids = pg.tokenizer.encode(UNICORN)
     prompt = torch.tensor([ids], device=device)

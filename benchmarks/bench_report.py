@@ -23,37 +23,20 @@ import json
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core import report  # noqa: E402
-from core.lm import HFCausalLM  # noqa: E402
-from core.models import load_tokenizer, pick_device  # noqa: E402
+from bench_decode import gpt2_small_playground, timed  # noqa: E402
 from core.playground import Playground  # noqa: E402
 
 
 def load(name: str, device: str | None) -> Playground:
     if name == "default":
         return Playground.load("shakespeare-gpt2", device=device)
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch_device, dtype = pick_device(device)
-    torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config()).to(device=torch_device, dtype=dtype).eval()
-    return Playground("gpt2-shaped (random weights)", HFCausalLM(model), load_tokenizer(None), model)
-
-
-def timed(fn):
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    out = fn()
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return time.perf_counter() - start, out
+    return gpt2_small_playground(device)
 
 
 def load_text() -> str:

@@ -87,15 +87,11 @@ class NativeLM:
 
     @torch.inference_mode()
     def prefill(self, input_ids, *, hidden_states=False):
-        if hidden_states:
-            return self.model.prefill(input_ids, hidden_states=True)
-        return self.model.prefill(input_ids)
+        return self.model.prefill(input_ids, hidden_states=hidden_states)
 
     @torch.inference_mode()
     def step(self, input_ids, state, *, hidden_states=False):
-        if hidden_states:
-            return self.model.step(input_ids, state, hidden_states=True)
-        return self.model.step(input_ids, state)
+        return self.model.step(input_ids, state, hidden_states=hidden_states)
 
     def select_rows(self, state, rows):
         return self.model.select_rows(state, rows)

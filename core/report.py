@@ -34,7 +34,7 @@ import numpy as np
 
 from core import limits, share
 from core.errors import InvalidSetting
-from core.settings import DecodeSettings, lineup_seeds
+from core.settings import DecodeSettings
 from core.trace import distinct_n, repeated_ngrams
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -511,8 +511,7 @@ def report_lineup(spec: str, *, samples: int, max_new_tokens: int, seed: int) ->
     runs = share.parse_lineup(spec, max_new_tokens=max_new_tokens, seed=seed)
     if not runs:
         raise InvalidSetting("The line-up is empty: give at least one run, e.g. greedy;sample(top_k=0).")
-    runs = [s.replace(num_return_sequences=samples) if s.do_sample else s for s in runs]
-    return lineup_seeds(runs, seed)
+    return [s.replace(num_return_sequences=samples) if s.do_sample else s for s in runs]  # seeds: parse_lineup
 
 
 def check_samples(samples) -> None:
