@@ -135,6 +135,7 @@ def token_label(tokenizer, token_id: int) -> str:
 # ---------------------------------------------------------------------------------------------
 # HTML: coloured tokens with CSS-only hover cards
 
+TOKEN_CSS_UNSCORED = ".dp-unscored{color:#888;font-style:italic}"
 TOKEN_CSS = """
 .dp-tokens{line-height:2.05;font-family:Georgia,'Times New Roman',serif;font-size:1.02rem;color:#111}
 .dp-tok{position:relative;border-radius:3px;padding:1px 0;white-space:pre-wrap;cursor:help}
@@ -178,7 +179,7 @@ table.dp-table td.dp-num{text-align:right;font-variant-numeric:tabular-nums;whit
 
 
 def _style() -> str:
-    return f"<style>{TOKEN_CSS}</style>"
+    return f"<style>{TOKEN_CSS}{TOKEN_CSS_UNSCORED}</style>"
 
 
 def _shown_text(token: str, compact: bool = False) -> str:
@@ -298,10 +299,12 @@ def probability_legend_html(distribution: str = "raw", *, style: bool = True) ->
             f'<span class="dp-legend-ticks">{ticks}</span></div>')
 
 
-def scored_html(tokens, token_text=None, *, legend: bool = False) -> str:
+def scored_html(tokens, token_text=None, *, legend: bool = False, first_token: str = "") -> str:
     """Scoring mode: each token coloured by its raw probability; the hover card gives p, rank,
-    surprisal and what the model expected there (its text when `token_text(id)` is given)."""
-    parts = []
+    surprisal and what the model expected there (its text when `token_text(id)` is given). An
+    unscored `first_token` (it has no context) leads the text, grey and uncoloured."""
+    parts = [f'<span class="dp-unscored" title="no context: not scored">{_shown_text(first_token)}</span>'] \
+        if first_token else []
     for t in tokens:
         p = math.exp(t.logprob)
         expected = token_text(t.top_id) if token_text is not None else f"id {t.top_id}"

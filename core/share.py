@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from core import limits
 from core.errors import InvalidSetting
-from core.settings import KNOBS, DecodeSettings, lineup_seeds
+from core.settings import KNOBS, STRATEGIES, DecodeSettings, lineup_seeds
 
 MAX_TEXT_PARAM = 20_000  # characters of a prompt or text from a link
 MAX_LINEUP_CHARS = 4_000
@@ -66,6 +66,8 @@ def parse_run(spec: str, *, max_new_tokens: int, seed: int) -> DecodeSettings:
             values[name] = _parse_value(name, text.strip())
         except ValueError:
             raise InvalidSetting(f"{quote(spec)} gives {name} the value {quote(text)}, which is not a number.") from None
+    if strategy.strip() not in STRATEGIES:
+        raise InvalidSetting(f"{quote(spec)} names no strategy: begin it with one of {', '.join(STRATEGIES)}.")
     return DecodeSettings(strategy=strategy.strip(), max_new_tokens=max_new_tokens, seed=seed, **values)
 
 

@@ -25,7 +25,9 @@ cols[3].checkbox("early_stopping", key=f"{PAGE}_early_stopping")
 beams = state(PAGE, "num_beams")
 divisors = [g for g in range(1, beams + 1) if beams % g == 0]
 if state(PAGE, "num_beam_groups") not in divisors:  # groups must split the beams evenly
-    st.session_state[f"{PAGE}_num_beam_groups"] = max(g for g in divisors if g <= state(PAGE, "num_beam_groups"))
+    fitting = max(g for g in divisors if g <= state(PAGE, "num_beam_groups"))
+    warn(f"{state(PAGE, 'num_beam_groups')} groups cannot split {beams} beams evenly; using {fitting}.")
+    st.session_state[f"{PAGE}_num_beam_groups"] = fitting
 cols = st.columns(2)
 cols[0].select_slider("num_beam_groups (diverse beam search when above 1)", divisors, key=f"{PAGE}_num_beam_groups")
 groups = state(PAGE, "num_beam_groups")

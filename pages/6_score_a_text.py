@@ -26,7 +26,7 @@ cols[0].metric("Perplexity", f"{result.perplexity:.1f}")
 cols[1].metric("Total log-prob (raw)", f"{result.total_logprob:.2f}")
 cols[2].metric("Tokens scored", len(result.tokens))
 st.caption(RULE)
-st.html(figures.prompt_html(result.first_token) + figures.scored_html(result.tokens, pg.token_text, legend=True))
+st.html(figures.scored_html(result.tokens, pg.token_text, legend=True, first_token=result.first_token))
 st.plotly_chart(figures.surprisal_figure([t.token for t in result.tokens], [t.surprisal_bits for t in result.tokens]),
                 key=f"{PAGE}_surprisal")
 st.dataframe([{"token": figures.visible(t.token), "id": t.id, "log-prob (raw)": round(t.logprob, 3), "p (raw)": f"{math.exp(t.logprob):.2%}",
