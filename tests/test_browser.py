@@ -119,6 +119,7 @@ def test_compare_runs_the_lineup_in_a_real_browser(server, browser, tmp_path):
         page.get_by_role("button", name="JSON").click()
     data = json.loads(Path(download.value.path()).read_text())
     assert [r["name"] for r in data["runs"]] == LINEUP and data["recipe"]["model"] == "shakespeare-gpt2"
+    settled(page)  # a download click reruns the page: click the next button once it is drawn again
     with page.expect_download(timeout=60_000) as download:
         page.get_by_role("button", name="HTML page").click()
     exported = tmp_path / "decoding.html"
