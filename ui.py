@@ -9,11 +9,15 @@ from __future__ import annotations
 import streamlit as st
 from streamlit.errors import StreamlitPageNotFoundError
 
-from core import models, serving, share
+from core.models import registry
+
+from core import serving
+
+from core.views import share
 from core.errors import PlaygroundError
 from core.playground import DecodeResult, Playground
-from core.settings import DEFAULT_MAX_NEW_TOKENS, DecodeSettings
-from core.share import Param
+from core.decoding.settings import DEFAULT_MAX_NEW_TOKENS, DecodeSettings
+from core.views.share import Param
 
 UNICORN = ("In a shocking finding, scientist discovered a herd of unicorns living in a remote, previously "
            "unexplored valley, in the Andes Mountains. Even more surprising to the researchers was the fact "
@@ -72,10 +76,10 @@ def init_state(page: str, schema: dict) -> None:
     if flag in st.session_state:
         return
     values, problems = share.read_params(st.query_params.to_dict(), schema)
-    if "model" in st.query_params and values["model"] not in models.available_models():
+    if "model" in st.query_params and values["model"] not in registry.available_models():
         problems.append(f"The link's model={share.quote(values['model'])} is not offered here; using "
-                        f"{models.default_model()}.")
-        values["model"] = models.default_model()
+                        f"{registry.default_model()}.")
+        values["model"] = registry.default_model()
     carried = st.session_state.get(SHARED, {})
     for name, value in values.items():
         if name in SIDEBAR and name in carried and name not in st.query_params:
@@ -107,9 +111,9 @@ def publish(page: str, schema: dict) -> None:
 
 def sidebar(page: str, schema: dict, title: str) -> Playground:
     """Draw the shared sidebar and return the loaded model; stop the page with one sentence if it fails."""
-    statuses = models.model_statuses()
+    statuses = registry.model_statuses()
     names = list(statuses)
-    schema = {**SIDEBAR, "model": models.default_model(), **schema}
+    schema = {**SIDEBAR, "model": registry.default_model(), **schema}
     init_state(page, schema)
     st.set_page_config(page_title=f"{title} · Decoding Playground", layout="wide")
     st.title(title)
@@ -117,7 +121,7 @@ def sidebar(page: str, schema: dict, title: str) -> Playground:
         warn(problem)
     key = f"{page}_model"
     if st.session_state[key] not in names:
-        st.session_state[key] = models.default_model()
+        st.session_state[key] = registry.default_model()
     with st.sidebar:
         st.markdown("### Decoding Playground")
         try:

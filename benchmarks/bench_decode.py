@@ -25,8 +25,8 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from core.lm import HFCausalLM  # noqa: E402
-from core.models import load_tokenizer, pick_device  # noqa: E402
+from core.models.lm import HFCausalLM  # noqa: E402
+from core.models.registry import load_tokenizer, pick_device  # noqa: E402
 from core.playground import Playground, default_lineup  # noqa: E402
 
 UNICORN = ("In a shocking finding, scientist discovered a herd of unicorns living in a remote, previously "

@@ -13,7 +13,7 @@ import os
 import sys
 
 from core.errors import PlaygroundError
-from core.settings import DEFAULT_MAX_NEW_TOKENS, KNOBS, STRATEGIES, DecodeSettings
+from core.decoding.settings import DEFAULT_MAX_NEW_TOKENS, KNOBS, STRATEGIES, DecodeSettings
 
 
 class _Parser(argparse.ArgumentParser):
@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("decode", help="one strategy on one prompt")
     _common(d)
     _prompt_args(d)
-    # one flag per setting declared in core.settings, with its default and help (--num-beams defaults
+    # one flag per setting declared in core.decoding.settings, with its default and help (--num-beams defaults
     # to None: 5 for beam search, else 1)
     defaults = DecodeSettings()
     types = {"int": int, "float": float, "optional_float": float, "bool_or_never": _bool_or_never, "choice": str}
@@ -146,23 +146,23 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args) -> int:
-    from core import models
+    from core.models import registry
 
     if args.command == "report":
         from core.report import run_report
 
         return run_report(args)
     if args.command == "models":
-        for name, status in models.model_statuses().items():
+        for name, status in registry.model_statuses().items():
             print(f"{name:<28}{status}")
         return 0
-    from core import share
+    from core.views import share
     from core.playground import Playground, default_lineup
 
     if args.command == "download":
-        print(models.download(args.name))
+        print(registry.download(args.name))
         return 0
-    name = args.model or models.default_model()
+    name = args.model or registry.default_model()
     pg = Playground.load(name, device=args.device, allow_paths=True)
     if args.command == "score":
         result = pg.score(args.text)
@@ -179,14 +179,14 @@ def _run(args) -> int:
     for notice in result.notices:
         print(f"note: {notice}", file=sys.stderr)
     if args.recipe or args.html:
-        from core import recipe
+        from core.views import recipe
 
         rec = recipe.recipe(result, runs, args.prompt)
         snippet = recipe.generate_snippet(rec)
         if args.recipe:
             _write(args.recipe, snippet)
         if args.html:
-            from core import html_export
+            from core.views import html_export
 
             page = "beam" if args.command == "decode" and runs[0].is_beam else "compare"
             _write(args.html, html_export.export_html(result, rec, snippet, page=page))

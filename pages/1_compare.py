@@ -4,11 +4,14 @@ import pandas as pd
 import streamlit as st
 
 from ui import PRESETS, decode, distribution_toggle, fail, sidebar, state, warn
-from core import figures, html_export, recipe, share
+from core.views import figures
+from core.views import html_export
+from core.views import recipe
+from core.views import share
 from core.errors import PlaygroundError
 from core.playground import default_lineup
-from core.share import Param
-from core.trace import FINISH_REASONS
+from core.views.share import Param
+from core.decoding.trace import FINISH_REASONS
 
 PAGE = "compare"
 SCHEMA = {"prompt": PRESETS["A long long time ago"],

@@ -3,9 +3,13 @@
 import streamlit as st
 
 from ui import PRESETS, decode, distribution_toggle, sidebar, state, warn
-from core import figures, html_export, limits, recipe, share
-from core.settings import DecodeSettings
-from core.share import Param
+from core.views import figures
+from core.views import html_export
+from core import limits
+from core.views import recipe
+from core.views import share
+from core.decoding.settings import DecodeSettings
+from core.views.share import Param
 
 PAGE = "step"
 SCHEMA = {"prompt": PRESETS["A long long time ago"], "branches": Param("", max_chars=400),

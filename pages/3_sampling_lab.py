@@ -4,9 +4,10 @@ import numpy as np
 import streamlit as st
 
 from ui import PRESETS, bounded, decode, remember, sidebar, state
-from core import figures, internals
-from core.settings import DecodeSettings
-from core.share import Param
+from core.views import figures
+from core.views import internals
+from core.decoding.settings import DecodeSettings
+from core.views.share import Param
 
 PAGE = "lab"
 SCHEMA = {"prompt": PRESETS["A long long time ago"], "temperature": Param(1.0, 0.05, 5.0),

@@ -5,9 +5,12 @@ import dataclasses
 import streamlit as st
 
 from ui import PRESETS, decode, sidebar, state, warn
-from core import figures, html_export, recipe, share
-from core.settings import DecodeSettings
-from core.share import Param
+from core.views import figures
+from core.views import html_export
+from core.views import recipe
+from core.views import share
+from core.decoding.settings import DecodeSettings
+from core.views.share import Param
 
 PAGE = "beam"
 SCHEMA = {"prompt": PRESETS["A long long time ago"], "num_beams": Param(5, 1, 10),

@@ -3,8 +3,9 @@
 import streamlit as st
 
 from ui import PRESETS, bounded, remember, sidebar, state
-from core import figures, internals
-from core.share import Param
+from core.views import figures
+from core.views import internals
+from core.views.share import Param
 
 PAGE = "anatomy"
 SCHEMA = {"prompt": PRESETS["A long long time ago"], "tokenize": Param(" hello", max_chars=2000),

@@ -5,7 +5,7 @@ import math
 import streamlit as st
 
 from ui import PRESETS, fail, remember, sidebar, state
-from core import figures
+from core.views import figures
 from core.errors import PlaygroundError
 
 PAGE = "score"

@@ -4,9 +4,11 @@ import pandas as pd
 import streamlit as st
 
 from ui import fail, remember, server, sidebar, state, warn
-from core import report, report_figures, share
+from core import report
+from core.views import report_figures
+from core.views import share
 from core.errors import PlaygroundError
-from core.share import Param
+from core.views.share import Param
 
 PAGE = "report"
 try:

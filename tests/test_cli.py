@@ -11,7 +11,7 @@ import torch
 
 from core.cli import main
 from core.errors import PlaygroundError
-from core.settings import DecodeSettings
+from core.decoding.settings import DecodeSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -194,7 +194,7 @@ def test_score_table_has_a_header_and_states_the_rule(capsys, tiny_dir):
 def test_one_default_for_max_new_tokens(capsys, tiny_dir):
     from core.cli import build_parser
     from core.playground import default_lineup
-    from core.settings import DEFAULT_MAX_NEW_TOKENS
+    from core.decoding.settings import DEFAULT_MAX_NEW_TOKENS
     import ui
 
     args = build_parser().parse_args(["decode", "--prompt", "x"])

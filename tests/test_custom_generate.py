@@ -1,4 +1,4 @@
-"""Our own architectures (core/custom_models.py) decode with transformers' generate() exactly as the engine
+"""Our own architectures (core/models/architectures.py) decode with transformers' generate() exactly as the engine
 does: token for token, for greedy, beam search and sampling, through an incremental cache."""
 
 import contextlib
@@ -9,11 +9,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-import core.custom_models as custom_models
-from core import recipe
-from core.custom_models import StateCache
+import core.models.architectures as custom_models
+from core.views import recipe
+from core.models.architectures import StateCache
 from core.playground import Playground
-from core.settings import DecodeSettings
+from core.decoding.settings import DecodeSettings
 
 MODELS = ["shakespeare-transformer-lm", "shakespeare-lstm"]
 PROMPTS = ["Romeo.\n", "To be, or not to be", "KING RICHARD."]

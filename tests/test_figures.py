@@ -12,9 +12,12 @@ import pytest
 from transformers import AutoTokenizer
 
 from conftest import PROMPTS
-from core import figures, html_export, internals, recipe
-from core.settings import DecodeSettings
-from core.trace import Candidate, RunTrace, Sequence, Step
+from core.views import figures
+from core.views import html_export
+from core.views import internals
+from core.views import recipe
+from core.decoding.settings import DecodeSettings
+from core.decoding.trace import Candidate, RunTrace, Sequence, Step
 
 ROOT = Path(__file__).resolve().parents[1]
 EVIL = "<img src=x onerror=alert(1)>"
@@ -251,7 +254,7 @@ def test_beam_tree_is_a_tree_with_the_best_path_highlighted(beams):
 
 def test_beam_tree_labels_whitespace_visibly():
     nodes_run = RunTrace("beam", "beam 2", {}, [Sequence([5, 6], "\n x", [], "eos")], beam_tree=[])
-    from core.trace import BeamNode
+    from core.decoding.trace import BeamNode
     nodes_run.beam_tree = [BeamNode(0, 0, None, 5, "\n", -1.0, "kept"), BeamNode(1, 0, None, 7, " y", -2.0, "kept"),
                            BeamNode(2, 1, 0, 6, " x", -1.5, "finished", -0.75),
                            BeamNode(3, 1, 1, 8, "<b>", -2.5, "pruned")]

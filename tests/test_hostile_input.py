@@ -10,9 +10,11 @@ import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
 from conftest import PROMPTS
-from core import limits, serving, share
+from core import limits
+from core import serving
+from core.views import share
 from core.errors import InvalidSetting, PlaygroundError
-from core.settings import DecodeSettings
+from core.decoding.settings import DecodeSettings
 
 NASTY = st.one_of(
     st.text(max_size=300),
@@ -214,16 +216,16 @@ def test_visitors_never_see_a_stack_trace():
 
 
 def test_models_not_on_this_machine_are_marked(monkeypatch, tmp_path, capsys):
-    from core import models
+    from core.models import registry
     from core.cli import main
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))  # an empty cache
-    statuses = models.model_statuses()
+    statuses = registry.model_statuses()
     assert statuses["shakespeare-gpt2"].startswith("ready")
     assert statuses["gpt2"].startswith("not on this machine") and "download gpt2" in statuses["gpt2"]
     snapshot = tmp_path / "models--openai-community--gpt2" / "snapshots" / "abc"
     snapshot.mkdir(parents=True)
     (snapshot / "config.json").write_text("{}")
     (snapshot / "model.safetensors").write_bytes(b"")
-    assert models.model_statuses()["gpt2"].startswith("ready")
+    assert registry.model_statuses()["gpt2"].startswith("ready")
     assert main(["models"]) == 0 and "ready (Hugging Face cache)" in capsys.readouterr().out

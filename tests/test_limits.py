@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from core.errors import InvalidSetting
-from core.settings import DecodeSettings
+from core.decoding.settings import DecodeSettings
 
 
 def long_prompt(pg, tokens):

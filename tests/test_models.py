@@ -12,7 +12,7 @@ import pytest
 import torch
 from transformers import GPT2LMHeadModel
 
-from core import models
+from core.models import registry
 from core.errors import ModelUnavailable
 from core.playground import Playground
 
@@ -64,26 +64,26 @@ def test_missing_weights_fail_fast_when_the_hub_is_unreachable(monkeypatch):
 def test_hub_probe_says_no_on_a_closed_port(monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
-    assert models.hub_reachable(timeout=2) is False
+    assert registry.hub_reachable(timeout=2) is False
 
 
 def test_registry_offers_configured_folders_only(tmp_path, monkeypatch, tiny_dir):
     shutil.copytree(tiny_dir, tmp_path / "my-model")
     (tmp_path / "not-a-model").mkdir()
     monkeypatch.setenv("PLAYGROUND_MODEL_DIRS", str(tmp_path))
-    assert "my-model" in models.available_models() and "not-a-model" not in models.available_models()
-    assert models.resolve("my-model").kind == "shipped"
+    assert "my-model" in registry.available_models() and "not-a-model" not in registry.available_models()
+    assert registry.resolve("my-model").kind == "shipped"
     with pytest.raises(ModelUnavailable, match="Unknown model"):
-        models.resolve(str(tiny_dir))  # the app never loads arbitrary paths
-    assert models.resolve(str(tiny_dir), allow_paths=True).kind == "local"
+        registry.resolve(str(tiny_dir))  # the app never loads arbitrary paths
+    assert registry.resolve(str(tiny_dir), allow_paths=True).kind == "local"
     with pytest.raises(ModelUnavailable, match="no config.json"):
-        models.resolve(str(tmp_path / "not-a-model"), allow_paths=True)
+        registry.resolve(str(tmp_path / "not-a-model"), allow_paths=True)
 
 
 def test_cpu_without_cuda_and_a_clear_error_when_cuda_is_missing():
-    device, dtype = models.pick_device("cpu")
+    device, dtype = registry.pick_device("cpu")
     assert device.type == "cpu" and dtype == torch.float32
     if not torch.cuda.is_available():
-        assert models.pick_device(None)[0].type == "cpu"
+        assert registry.pick_device(None)[0].type == "cpu"
         with pytest.raises(ModelUnavailable, match="no CUDA GPU"):
-            models.pick_device("cuda")
+            registry.pick_device("cuda")

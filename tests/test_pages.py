@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import models
+from core.models import registry
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = {
@@ -40,7 +40,7 @@ def test_every_page_runs_with_its_sidebar(name):
     at = page(name, max_new_tokens=12)
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
-    assert at.sidebar.selectbox(key=f"{name}_model").value == models.default_model() == "shakespeare-gpt2"
+    assert at.sidebar.selectbox(key=f"{name}_model").value == registry.default_model() == "shakespeare-gpt2"
     assert at.sidebar.number_input(key=f"{name}_seed").value == 0
     assert at.sidebar.slider(key=f"{name}_max_new_tokens").value == 12
     assert any("Device: **cpu**" in c.value for c in at.sidebar.caption)
@@ -154,7 +154,7 @@ def test_score_page():
 
 
 def test_sliders_that_only_change_the_view_run_no_model(monkeypatch):
-    from core import internals
+    from core.views import internals
 
     at = page("anatomy", prompt="To be, or not to be")
     calls = []

@@ -5,7 +5,7 @@ import torch
 
 from conftest import PROMPTS, save_tiny_gpt2
 from core.playground import Playground
-from core.settings import DecodeSettings
+from core.decoding.settings import DecodeSettings
 
 DETERMINISTIC = {
     "greedy": DecodeSettings("greedy", max_new_tokens=24),

@@ -15,7 +15,7 @@ import pytest
 
 from conftest import PROMPTS, save_tiny_gpt2
 from core.playground import Playground
-from core.settings import DecodeSettings
+from core.decoding.settings import DecodeSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 

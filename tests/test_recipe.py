@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from core import models
+from core.models import registry
 from core.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,7 +22,7 @@ def run_cli(capsys, *argv):
     return out
 
 
-@pytest.mark.parametrize("model", sorted(models.shipped_models()))
+@pytest.mark.parametrize("model", sorted(registry.shipped_models()))
 def test_the_recipe_prints_the_apps_texts_from_a_fresh_folder(capsys, tmp_path, model):
     recipe_file = tmp_path / "recipe.py"
     html_file = tmp_path / "run.html"

@@ -14,8 +14,8 @@ from sacrebleu.metrics import BLEU
 from core import report
 from core.errors import InvalidSetting
 from core.report import Passage, Sample
-from core.scoring import score_ids
-from core.settings import DecodeSettings
+from core.decoding.scoring import score_ids
+from core.decoding.settings import DecodeSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "A long long time ago, "
@@ -80,7 +80,7 @@ def test_metrics_spread_and_single_sample():
 
 # human text ------------------------------------------------------------------------------------------
 def test_shipped_heldout_passages_split_where_tokenizing_apart_changes_nothing():
-    from core.models import load_tokenizer
+    from core.models.registry import load_tokenizer
 
     passages = report.load_passages()
     assert 200 <= len(passages) <= 400 and len({p.id for p in passages}) == len(passages)

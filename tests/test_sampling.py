@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import PROMPTS
-from core.settings import DecodeSettings
+from core.decoding.settings import DecodeSettings
 
 SAMPLING = {
     "temperature 0.5": DecodeSettings("sample", temperature=0.5, top_k=0),

@@ -6,8 +6,8 @@ import pytest
 
 from conftest import PROMPTS
 from core.errors import InvalidSetting
-from core.scoring import score_ids
-from core.settings import DecodeSettings
+from core.decoding.scoring import score_ids
+from core.decoding.settings import DecodeSettings
 
 
 def test_scores_match_the_decoding_trace(playground):

@@ -10,10 +10,13 @@ import plotly.graph_objects as go
 import pytest
 
 from conftest import PROMPTS
-from core import figures, internals, recipe, share
+from core.views import figures
+from core.views import internals
+from core.views import recipe
+from core.views import share
 from core.errors import InvalidSetting
 from core.playground import default_lineup
-from core.settings import DecodeSettings, lineup_seeds
+from core.decoding.settings import DecodeSettings, lineup_seeds
 
 
 def test_lineup_spec_round_trip():

@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from core import models
+from core.models import registry
 from core.playground import Playground, default_lineup
-from core.settings import DecodeSettings
-from core.training import encode, evaluate, fetch_corpus, split_texts
+from core.decoding.settings import DecodeSettings
+from core.models.training import encode, evaluate, fetch_corpus, split_texts
 
 NAMES = ["shakespeare-gpt2", "shakespeare-transformer-lm", "shakespeare-lstm"]
 
@@ -21,9 +21,9 @@ def shipped(request):
 
 
 def test_all_three_are_shipped_small_and_the_default_is_gpt2():
-    shipped = models.shipped_models()
+    shipped = registry.shipped_models()
     assert set(NAMES) <= set(shipped)
-    assert models.default_model() == "shakespeare-gpt2"
+    assert registry.default_model() == "shakespeare-gpt2"
     total = sum(f.stat().st_size for name in NAMES for f in shipped[name].glob("*.safetensors"))
     assert total <= 40 * 2**20
     for name in NAMES:
@@ -74,7 +74,7 @@ def held_out():
 @pytest.mark.parametrize("name", NAMES)
 def test_card_perplexity_is_reproduced(name, held_out):
     pg = Playground.load(name, device="cpu")
-    stats = json.loads((models.shipped_models()[name] / "training.json").read_text())
+    stats = json.loads((registry.shipped_models()[name] / "training.json").read_text())
     val_ids = encode(pg.tokenizer, held_out)
     assert len(val_ids) == stats["val_tokens"]
     loss = evaluate(pg.model, val_ids, stats["plan"]["block_size"])
@@ -83,6 +83,6 @@ def test_card_perplexity_is_reproduced(name, held_out):
 
 
 def test_transformers_beat_the_lstm():
-    ppl = {n: json.loads((models.shipped_models()[n] / "training.json").read_text())["val_perplexity"] for n in NAMES}
+    ppl = {n: json.loads((registry.shipped_models()[n] / "training.json").read_text())["val_perplexity"] for n in NAMES}
     assert ppl["shakespeare-gpt2"] < ppl["shakespeare-lstm"]
     assert ppl["shakespeare-transformer-lm"] < ppl["shakespeare-lstm"]

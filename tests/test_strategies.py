@@ -6,13 +6,13 @@ import torch.nn.functional as F
 from transformers import GenerationConfig
 
 from conftest import PROMPTS
-from core import share
+from core.views import share
 from core.cli import build_parser, settings_from_args
-from core.engine import decode_batch
+from core.decoding.engine import decode_batch
 from core.errors import InvalidSetting
-from core.settings import KNOBS, MODES, DecodeSettings, validate
-from core.strategies import REGISTRY
-from core.strategies.base import Strategy
+from core.decoding.settings import KNOBS, MODES, DecodeSettings, validate
+from core.decoding.strategies import REGISTRY
+from core.decoding.strategies.base import Strategy
 
 
 def test_cli_defaults_are_generate_defaults():

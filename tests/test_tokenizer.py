@@ -2,7 +2,7 @@
 
 import pytest
 
-from core.models import GPT2_TOKENIZER, load_tokenizer
+from core.models.registry import GPT2_TOKENIZER, load_tokenizer
 
 
 @pytest.fixture(scope="module")

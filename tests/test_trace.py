@@ -8,8 +8,8 @@ import torch.nn.functional as F
 
 from conftest import PROMPTS
 from core.playground import default_lineup
-from core.settings import DecodeSettings
-from core.trace import distinct_n, repeated_ngrams
+from core.decoding.settings import DecodeSettings
+from core.decoding.trace import distinct_n, repeated_ngrams
 
 
 def seed004_sequence_logprob(model, labels, prompt_len):

@@ -78,7 +78,7 @@ def adapter_for(model: torch.nn.Module) -> "StepModel":
 
 
 class NativeLM:
-    """A model of core.custom_models: it keeps its state (KV cache or LSTM state) itself."""
+    """A model of core.models.architectures: it keeps its state (KV cache or LSTM state) itself."""
 
     def __init__(self, model: torch.nn.Module):
         self.model = model

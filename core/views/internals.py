@@ -12,11 +12,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.custom_models import parameter_count
-from core.engine import build_processors
-from core.figures import token_label
+from core.models.architectures import parameter_count
+from core.decoding.engine import build_processors
+from core.views.figures import token_label
 from core.playground import Playground
-from core.settings import DecodeSettings
+from core.decoding.settings import DecodeSettings
 
 
 @dataclass

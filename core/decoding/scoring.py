@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-from core.lm import StepModel
+from core.models.lm import StepModel
 
 
 @dataclass

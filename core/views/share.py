@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from core import limits
 from core.errors import InvalidSetting
-from core.settings import KNOBS, STRATEGIES, DecodeSettings, lineup_seeds
+from core.decoding.settings import KNOBS, STRATEGIES, DecodeSettings, lineup_seeds
 
 MAX_TEXT_PARAM = 20_000  # characters of a prompt or text from a link
 MAX_LINEUP_CHARS = 4_000
@@ -37,7 +37,7 @@ def run_spec(s: DecodeSettings) -> str:
 
 
 def _parse_value(name: str, text: str):
-    """A value from a spec, read as its declaration's kind says (core.settings.KNOBS)."""
+    """A value from a spec, read as its declaration's kind says (core.decoding.settings.KNOBS)."""
     kind = KNOBS[name].kind
     if kind == "bool_or_never":
         return {"true": True, "false": False, "never": "never"}.get(text.lower(), text)

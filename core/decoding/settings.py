@@ -2,7 +2,7 @@
 
 Each setting is declared once, as a field of `DecodeSettings` whose metadata is a `Knob`: its help,
 its kind, the generation modes that read it, whether it is a `generate()` keyword, and its range (or
-a check of its own). The command line's flags (`core.cli`), the URL and line-up parser (`core.share`),
+a check of its own). The command line's flags (`core.cli`), the URL and line-up parser (`core.views.share`),
 `validate()`'s messages and `generate_kwargs()` are all derived from these declarations.
 
 Every check raises `InvalidSetting` with one sentence that names the parameter, its value and the fix,
@@ -20,7 +20,7 @@ from core.errors import InvalidSetting
 
 STRATEGIES = ("greedy", "beam", "sample", "contrastive")
 # generate()'s generation modes (GenerationConfig.get_generation_mode) that the engine runs; each has
-# one class in core.strategies' registry
+# one class in core.decoding.strategies' registry
 MODES = ("greedy_search", "sample", "beam_search", "group_beam_search", "contrastive_search")
 DEFAULT_MAX_NEW_TOKENS = 40  # one default for the app, the command line and the line-ups (generate() has
 # none of its own: its max_length=20 counts the prompt too, which would leave a long prompt no room)
@@ -182,7 +182,7 @@ class DecodeSettings:
     @property
     def rows(self) -> int:
         """Batch rows this run occupies while decoding (its strategy class says)."""
-        from core.strategies import strategy_class
+        from core.decoding.strategies import strategy_class
 
         return strategy_class(self.mode).rows_needed(self)
 

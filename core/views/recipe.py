@@ -16,13 +16,13 @@ from pathlib import Path
 import torch
 import transformers
 
-from core import models
+from core.models import registry
 from core.playground import DecodeResult
-from core.settings import DecodeSettings
+from core.decoding.settings import DecodeSettings
 
 
 MOVED_OUT_OF_TRANSFORMERS_5 = ("penalty_alpha", "num_beam_groups")  # contrastive and group beam search
-CUSTOM_MODEL_TYPES = ("playground-transformer-lm", "playground-lstm-lm")  # core/custom_models.py
+CUSTOM_MODEL_TYPES = ("playground-transformer-lm", "playground-lstm-lm")  # core/models/architectures.py
 
 
 def recipe(result: DecodeResult, runs: list[DecodeSettings], prompt: str) -> dict:
@@ -31,7 +31,7 @@ def recipe(result: DecodeResult, runs: list[DecodeSettings], prompt: str) -> dic
     source = _source(result.model)
     return {
         "model": result.model, "source": source["model"], "tokenizer": source["tokenizer"],
-        "model_type": source["model_type"], "revision": models.model_revision(result.model), "prompt": prompt,
+        "model_type": source["model_type"], "revision": registry.model_revision(result.model), "prompt": prompt,
         "prompt_ids": result.prompt_ids, "device": result.device, "dtype": result.dtype,
         "runs": [{"name": s.name(), **s.params(), "generate_kwargs": s.generate_kwargs()} for s in runs],
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
@@ -41,8 +41,8 @@ def recipe(result: DecodeResult, runs: list[DecodeSettings], prompt: str) -> dic
 
 def _source(name: str) -> dict:
     try:
-        source = models.resolve(name, allow_paths=True)
-    except models.ModelUnavailable:
+        source = registry.resolve(name, allow_paths=True)
+    except registry.ModelUnavailable:
         return {"model": name, "tokenizer": name, "model_type": ""}
     folder = source.location if source.kind != "hub" else None
     model_type = ""
@@ -51,15 +51,15 @@ def _source(name: str) -> dict:
             model_type = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8")).get("model_type", "")
         except (OSError, ValueError, AttributeError):
             model_type = ""
-    return {"model": source.location, "tokenizer": models.tokenizer_folder(folder), "model_type": model_type}
+    return {"model": source.location, "tokenizer": registry.tokenizer_folder(folder), "model_type": model_type}
 
 
 def _custom_architectures() -> str:
     """This project's own architectures, pasted in, so the script needs nothing of the project."""
-    import core.custom_models
+    import core.models.architectures
 
-    code = Path(core.custom_models.__file__).read_text(encoding="utf-8")
-    return "\n".join(["# ---- the model's architecture: core/custom_models.py of Decoding Playground ----",
+    code = Path(core.models.architectures.__file__).read_text(encoding="utf-8")
+    return "\n".join(["# ---- the model's architecture: core/models/architectures.py of Decoding Playground ----",
                       code.replace("from __future__ import annotations\n", ""),
                       "# ---- end of the architecture ----"])
 

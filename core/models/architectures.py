@@ -7,7 +7,7 @@
 Both are `PreTrainedModel`s registered with the Auto classes here, in our own code, so
 `save_pretrained` writes config.json + model.safetensors and `AutoModelForCausalLM.from_pretrained`
 loads them with `trust_remote_code=False`. For decoding they offer `prefill`, `step` and `select_rows`
-on an explicit state, which `core.lm.NativeLM` hands to the engine.
+on an explicit state, which `core.models.lm.NativeLM` hands to the engine.
 
 They also work with transformers' `model.generate()` (greedy, beam search, sampling and the logits
 processors), with an incremental cache: `forward` wraps the model's own state in a `StateCache`, which

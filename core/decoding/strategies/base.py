@@ -20,8 +20,8 @@ from transformers.generation.logits_process import (
     TypicalLogitsWarper,
 )
 
-from core.lm import ModelFacts
-from core.settings import DecodeSettings
+from core.models.lm import ModelFacts
+from core.decoding.settings import DecodeSettings
 
 # Processors whose effect is recorded as a list of token ids (few); the others as a count of survivors.
 BANNING = ("diversity_penalty", "no_repeat_ngram", "repetition_penalty")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from core.strategies import register
-from core.strategies.base import RawRun, RawSequence, RawStep, RowStats, Strategy, apply_processors, chosen_figures
+from core.decoding.strategies import register
+from core.decoding.strategies.base import RawRun, RawSequence, RawStep, RowStats, Strategy, apply_processors, chosen_figures
 
 
 class _OneRowPerSequence(Strategy):

@@ -16,9 +16,9 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 
-from core.strategies import register
-from core.strategies.base import RawBeamNode, RawRun, RawSequence, RowStats, Strategy, apply_processors, chosen_figures
-from core.strategies.beam import Hypothesis
+from core.decoding.strategies import register
+from core.decoding.strategies.base import RawBeamNode, RawRun, RawSequence, RowStats, Strategy, apply_processors, chosen_figures
+from core.decoding.strategies.beam import Hypothesis
 
 
 def hamming_diversity(input_ids, scores, *, current_tokens, beam_group_idx, diversity_penalty, group_size):

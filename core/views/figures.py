@@ -4,7 +4,7 @@ Every probability shown says which distribution it is from ("raw" or "processed"
 
 The HTML needs no JavaScript: hover cards are CSS only (`:hover` / `:focus`), so they work inside
 Streamlit's `st.html` (which keeps <style> and drops <script>) and in a standalone file
-(`core.html_export`). Every piece of text that comes from a tokenizer or a user is escaped.
+(`core.views.html_export`). Every piece of text that comes from a tokenizer or a user is escaped.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from functools import lru_cache
 import numpy as np
 import plotly.graph_objects as go
 
-from core.trace import FINISH_REASONS, RunTrace, Sequence
+from core.decoding.trace import FINISH_REASONS, RunTrace, Sequence
 
 STATUS_COLOURS = {"kept": "#1f77b4", "finished": "#2ca02c", "pruned": "#b0b0b0"}
 BEST_COLOUR = "#d62728"
@@ -455,7 +455,7 @@ def _curve(sorted_probs: np.ndarray, marks=()) -> tuple[np.ndarray, np.ndarray]:
 def cumulative_figure(at: dict, title: str = "") -> go.Figure:
     """The sorted cumulative-probability curve of the distribution the cuts actually see, with where
     each cut falls, as the run applied them (temperature, then top-k, then top-p on what top-k left,
-    renormalised). `at` is what `core.internals.distribution_at(pg, ids, settings)` returns; each
+    renormalised). `at` is what `core.views.internals.distribution_at(pg, ids, settings)` returns; each
     cut line carries `meta={"processor", "kept"}`, the count equal to the run's `kept` at that step."""
     raw = np.asarray(at["raw"], dtype=np.float64)
     vocab = len(raw)

@@ -2,7 +2,7 @@
 
 The engine knows nothing about tokenization: it takes prompt ids and returns ids and numbers
 (`RawRun`); `core.playground` turns them into traces with text. Nor does it know any strategy: each
-run is an instance of the class `core.strategies` registers for its mode (greedy_search, sample,
+run is an instance of the class `core.decoding.strategies` registers for its mode (greedy_search, sample,
 beam_search, group_beam_search, contrastive_search), behind the contract of `Strategy`.
 
 Each run owns a contiguous block of batch rows (1 for greedy, num_beams for beam search,
@@ -23,10 +23,10 @@ from typing import Callable
 import torch
 
 from core.errors import InvalidSetting, PlaygroundError
-from core.lm import ModelFacts, StepModel
-from core.settings import DecodeSettings
-from core.strategies import strategy_class
-from core.strategies.base import (  # noqa: F401  (what a run returns, and the processors, as before)
+from core.models.lm import ModelFacts, StepModel
+from core.decoding.settings import DecodeSettings
+from core.decoding.strategies import strategy_class
+from core.decoding.strategies.base import (  # noqa: F401  (what a run returns, and the processors, as before)
     BANNING,
     RawBeamNode,
     RawRun,

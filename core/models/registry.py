@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 
 from core.errors import ModelUnavailable
 
-ASSETS = Path(__file__).resolve().parents[1] / "assets"
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
 SHIPPED_MODELS = ASSETS / "models"
 GPT2_TOKENIZER = ASSETS / "tokenizers" / "gpt2"
 
@@ -180,7 +180,7 @@ def check_folder(folder: Path) -> None:
 def _from_pretrained(location: str, dtype, **kwargs):
     from transformers import AutoModelForCausalLM
 
-    import core.custom_models  # noqa: F401 - registers our own architectures with the Auto classes
+    import core.models.architectures  # noqa: F401 - registers our own architectures with the Auto classes
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # keeps the command line's stderr to what the user needs

