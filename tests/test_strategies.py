@@ -1,5 +1,6 @@
 """Settings declared once, the strategy registry, and the new strategies' traces, checks and syntax."""
 
+import json
 import pytest
 import torch
 import torch.nn.functional as F
@@ -219,3 +220,66 @@ def test_contrastive_search_on_every_shipped_architecture(name):
     assert pg.decode("Romeo.\n", almost_greedy).runs[0].best.ids == greedy
     run = pg.decode("Romeo.\n", almost_greedy.replace(penalty_alpha=0.6)).runs[0]
     assert len(run.best.ids) == 12 and all(s.kept["top_k"] == 3 for s in run.best.steps)
+
+
+KTH_CHOICE = '''"""A strategy written for the test: every step takes the rank-th most likely token."""
+import torch
+
+from core.decoding.knobs import knob
+from core.decoding.strategies import register
+from core.decoding.strategies.single import _OneRowPerSequence
+
+
+@register("kth_choice_search")
+class KthChoice(_OneRowPerSequence):
+    strategy = "kth"
+    settings = {"rank": knob(2, "take the rank-th most likely token", kind="int", low=1, high="vocab_size",
+                             keyword=False)}
+
+    @classmethod
+    def describe(cls, s):
+        return [f"choice {s.rank}"]
+
+    def choose(self, scores):
+        return scores.topk(self.settings.rank, dim=-1).indices[:, -1]
+'''
+
+
+def test_a_new_strategy_is_one_new_file(tmp_path, tiny_dir, playground):
+    """Drop one module into a copy of core/decoding/strategies/ and nothing else: the command line's
+    --strategy and flag, the line-up syntax, the checks and the engine all take it."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    shutil.copytree(root / "core", tmp_path / "core", ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "assets").symlink_to(root / "assets")
+    (tmp_path / "core/decoding/strategies/kth_choice.py").write_text(KTH_CHOICE, encoding="utf-8")
+
+    def cli(*argv):
+        return subprocess.run([sys.executable, "-m", "core", *argv], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=120, env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"})
+
+    prompt = "A long long time ago, "
+    proc = cli("decode", "--model", str(tiny_dir), "--prompt", prompt, "--strategy", "kth", "--rank", "3",
+               "--max-new-tokens", "5", "--json")
+    assert proc.returncode == 0, proc.stderr
+    run = json.loads(proc.stdout)["runs"][0]
+    assert run["strategy"] == "kth" and run["ids"]
+    for step, chosen in zip(run["steps"], run["ids"]):
+        assert step["rank"] == 3 and step["top"][2]["id"] == chosen  # the third choice, every step
+    # the same ids as the engine reaching the 3rd choice by hand, step by step
+    ids = playground.encode_prompt(prompt, 5)[0]
+    for chosen in run["ids"]:
+        logits = playground.model(torch.tensor([ids])).logits[0, -1]
+        assert logits.topk(3).indices[-1].item() == chosen
+        ids.append(chosen)
+    proc = cli("compare", "--model", str(tiny_dir), "--prompt", prompt, "--max-new-tokens", "3", "--json",
+               "--lineup", "greedy; kth(rank=2)")
+    assert proc.returncode == 0, proc.stderr
+    assert [r["name"] for r in json.loads(proc.stdout)["runs"]] == ["greedy", "choice 2"]
+    proc = cli("decode", "--model", str(tiny_dir), "--prompt", prompt, "--strategy", "kth", "--rank", "0")
+    assert proc.returncode == 2 and proc.stderr.strip().startswith("error: rank must be a whole number from 1")
+    assert "kth_choice_search" not in REGISTRY  # the real registry never saw it

@@ -4,24 +4,17 @@ order, what a run returns (`RawRun`), and the per-step statistics a trace is mad
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 import torch.nn.functional as F
-from transformers.generation.logits_process import (
-    EpsilonLogitsWarper,
-    EtaLogitsWarper,
-    MinPLogitsWarper,
-    NoRepeatNGramLogitsProcessor,
-    RepetitionPenaltyLogitsProcessor,
-    TemperatureLogitsWarper,
-    TopKLogitsWarper,
-    TopPLogitsWarper,
-    TypicalLogitsWarper,
-)
+from transformers.generation.logits_process import NoRepeatNGramLogitsProcessor, RepetitionPenaltyLogitsProcessor
 
+from core.decoding.knobs import Knob
 from core.models.lm import ModelFacts
-from core.decoding.settings import DecodeSettings
+
+if TYPE_CHECKING:
+    from core.decoding.settings import DecodeSettings
 
 # Processors whose effect is recorded as a list of token ids (few); the others as a count of survivors.
 BANNING = ("diversity_penalty", "no_repeat_ngram", "repetition_penalty")
@@ -30,29 +23,17 @@ CURVE_BUCKET_NATS = 0.5  # width of the log-prob buckets behind the cumulative c
 CURVE_BUCKETS = 60  # down to log p = -30 nats; the last bucket takes the rest
 
 
-def build_processors(s: DecodeSettings, device: torch.device | str = "cpu") -> list[tuple[str, object]]:
-    """transformers' own processors, in generate()'s order: penalties, then the sampling warpers."""
+def build_processors(s, device: torch.device | str = "cpu") -> list[tuple[str, object]]:
+    """transformers' own processors, in generate()'s order: the penalties every mode applies, then
+    those of the strategy class that runs `s` (sampling's warpers)."""
+    from core.decoding.strategies import strategy_class
+
     procs: list[tuple[str, object]] = []
     if s.repetition_penalty != 1.0:
         procs.append(("repetition_penalty", RepetitionPenaltyLogitsProcessor(s.repetition_penalty)))
     if s.no_repeat_ngram_size > 0:
         procs.append(("no_repeat_ngram", NoRepeatNGramLogitsProcessor(s.no_repeat_ngram_size)))
-    if s.do_sample:
-        if s.temperature != 1.0:
-            procs.append(("temperature", TemperatureLogitsWarper(s.temperature)))
-        if s.top_k != 0:
-            procs.append(("top_k", TopKLogitsWarper(top_k=s.top_k, min_tokens_to_keep=1)))
-        if s.top_p < 1.0:
-            procs.append(("top_p", TopPLogitsWarper(top_p=s.top_p, min_tokens_to_keep=1)))
-        if s.min_p is not None:
-            procs.append(("min_p", MinPLogitsWarper(min_p=s.min_p, min_tokens_to_keep=1)))
-        if s.typical_p < 1.0:
-            procs.append(("typical_p", TypicalLogitsWarper(mass=s.typical_p, min_tokens_to_keep=1)))
-        if 0.0 < s.epsilon_cutoff < 1.0:
-            procs.append(("epsilon", EpsilonLogitsWarper(epsilon=s.epsilon_cutoff, min_tokens_to_keep=1)))
-        if 0.0 < s.eta_cutoff < 1.0:
-            procs.append(("eta", EtaLogitsWarper(epsilon=s.eta_cutoff, min_tokens_to_keep=1, device=device)))
-    return procs
+    return procs + strategy_class(s.mode).processors(s, device)
 
 
 @dataclass
@@ -186,21 +167,56 @@ def curve_points(ranks: list[float], mass: list[float]) -> list[tuple[int, float
 class Strategy:
     """One decoding strategy: a run's block of batch rows, advanced one step at a time.
 
-    The contract (the engine knows nothing else about a strategy):
+    What a class declares (read before any run, from the settings alone):
+    - `strategy`: the name a user picks (`--strategy beam`, a line-up's `beam(...)`);
+    - `settings`: the settings it introduces, `{name: Knob}` (`core.decoding.knobs`), which become fields
+      of `DecodeSettings`, flags, URL and line-up names; `reads`: settings declared elsewhere it also
+      reads (so `generate_kwargs()` passes them);
+    - `claims(settings)`: whether it runs these settings (default: the strategy name matches), and its
+      `precedence` where several classes claim them;
+    - `describe(settings)`: the parts of the run's human name; `check(settings)`: rules tying its
+      settings together (one sentence each); `processors(settings, device)`: transformers' processors
+      it adds after the penalties every mode applies;
+    - `samples` (generate()'s do_sample), `keeps_beams`, `returns_one_sequence`;
     - `rows_needed(settings)`: how many batch rows the run occupies while decoding;
-    - `needs_hidden_states`: whether `advance` needs the model's last-layer hidden states;
+    - `needs_hidden_states`: whether `advance` needs the model's last-layer hidden states.
+
+    What a run does (the engine knows nothing else about a strategy):
     - `advance(logits, hidden)`: logits (R, V) in float32 for its rows (and hidden (R, T, H) for the
       positions the last forward pass added, when asked) -> (next_ids (R,), source_rows (R,)): the token
       each row is fed next and the old row (0..R-1) each new row continues. It sets `done` when its rows
       can be dropped; the ids it returns on that step are not fed;
     - `best_so_far()`: the best sequence's generated ids so far (for streaming);
     - `result()`: the `RawRun`, once done.
-    A class is registered under generate()'s mode name (`@register("beam_search")`) and picked by
-    `DecodeSettings.mode`.
+    A class is registered under generate()'s mode name (`@register("beam_search")`).
     """
 
+    strategy: ClassVar[str] = ""
+    settings: ClassVar[dict[str, Knob]] = {}
+    reads: ClassVar[tuple[str, ...]] = ()
+    precedence: ClassVar[int] = 0
+    samples: ClassVar[bool] = False
+    keeps_beams: ClassVar[bool] = False
+    returns_one_sequence: ClassVar[bool] = True
     needs_hidden_states: ClassVar[bool] = False
     follows_forced_ids: ClassVar[bool] = False  # accepts forced_ids (a fixed token path)
+    mode: ClassVar[str]  # set by @register
+
+    @classmethod
+    def claims(cls, settings: DecodeSettings) -> bool:
+        return settings.strategy == cls.strategy
+
+    @classmethod
+    def describe(cls, settings: DecodeSettings) -> list[str]:
+        return [cls.strategy]
+
+    @classmethod
+    def check(cls, settings: DecodeSettings) -> None:
+        pass
+
+    @classmethod
+    def processors(cls, settings: DecodeSettings, device) -> list[tuple[str, object]]:
+        return []
 
     @classmethod
     def rows_needed(cls, settings: DecodeSettings) -> int:

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from core.decoding.knobs import knob, num
 from core.decoding.strategies import register
+from core.errors import InvalidSetting
 from core.decoding.strategies.base import RawBeamNode, RawRun, RawSequence, RowStats, Strategy, apply_processors, chosen_figures
 
 
@@ -23,10 +25,52 @@ class Hypothesis:
     node: int | None = None
 
 
+MAX_ABS_LENGTH_PENALTY = 10.0  # 1024 ** 10 = 1.3e30: length ** length_penalty stays finite in float32
+
+
+def _check_length_penalty(value: float) -> None:
+    if abs(value) > MAX_ABS_LENGTH_PENALTY:
+        raise InvalidSetting(
+            f"length_penalty={value:g} is outside -{MAX_ABS_LENGTH_PENALTY:g} to "
+            f"{MAX_ABS_LENGTH_PENALTY:g}, where length ** length_penalty stays finite; 1.0 is generate()'s default.")
+
+
+def check_returned_beams(s) -> None:
+    if s.num_return_sequences > s.num_beams:
+        raise InvalidSetting(f"num_return_sequences={s.num_return_sequences} cannot exceed num_beams={s.num_beams}.")
+
+
 @register("beam_search")
 class BeamSearch(Strategy):
     """num_beams rows; each step keeps the num_beams best unfinished continuations of all beams and
     the num_beams best finished hypotheses (length penalty applied when a hypothesis finishes)."""
+
+    strategy = "beam"
+    keeps_beams = True
+    returns_one_sequence = False
+    settings = {
+        "num_beams": knob(1, "beam width (beam: default 5)", kind="int", low=1),
+        "length_penalty": knob(1.0, "beam score = sum of log-probs / length ** length_penalty",
+                               check=_check_length_penalty),
+        "early_stopping": knob(False, "true, false or never, as in generate()", kind="bool_or_never"),
+        "num_return_sequences": knob(1, "finished beams (beam) or independent samples (sample) returned",
+                                     kind="int", low=1),
+    }
+
+    @classmethod
+    def claims(cls, settings):
+        return settings.strategy == "beam" and settings.num_beams > 1  # generate(): one beam is greedy
+
+    @classmethod
+    def describe(cls, s):
+        parts = [f"beam {s.num_beams}"]
+        if s.length_penalty != 1.0:
+            parts.append(f"length penalty {num(s.length_penalty)}")
+        return parts
+
+    @classmethod
+    def check(cls, s):
+        check_returned_beams(s)
 
     @classmethod
     def rows_needed(cls, settings):

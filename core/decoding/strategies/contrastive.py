@@ -17,13 +17,35 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from core.decoding.knobs import knob, num
 from core.decoding.strategies import register
+from core.errors import InvalidSetting
 from core.decoding.strategies.base import RawRun, RawSequence, RowStats, Strategy, apply_processors, chosen_figures
 
 
 @register("contrastive_search")
 class ContrastiveSearch(Strategy):
+    strategy = "contrastive"
     needs_hidden_states = True
+    reads = ("top_k",)
+    settings = {
+        "penalty_alpha": knob(None, "contrastive: weight of the degeneration penalty, in (0, 1] (0.6 is the "
+                              "paper's choice)", kind="optional_float", low=0, high=1, open_low=True),
+    }
+
+    @classmethod
+    def describe(cls, s):
+        alpha = "?" if s.penalty_alpha is None else num(s.penalty_alpha)
+        return [f"contrastive, penalty alpha {alpha}", f"top-k {s.top_k}"]
+
+    @classmethod
+    def check(cls, s):
+        if s.penalty_alpha is None:
+            raise InvalidSetting("contrastive search needs penalty_alpha, the weight of its degeneration penalty, "
+                                 "in (0, 1]; 0.6 is the paper's choice.")
+        if s.top_k < 2:
+            raise InvalidSetting(f"contrastive search needs top_k of at least 2 candidates to re-rank, got "
+                                 f"{s.top_k}; with 1 it is greedy decoding.")
 
     @classmethod
     def rows_needed(cls, settings):

@@ -16,9 +16,13 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 
+from core.decoding.knobs import knob, num
 from core.decoding.strategies import register
 from core.decoding.strategies.base import RawBeamNode, RawRun, RawSequence, RowStats, Strategy, apply_processors, chosen_figures
-from core.decoding.strategies.beam import Hypothesis
+from core.decoding.strategies.beam import BeamSearch, Hypothesis, check_returned_beams
+from core.errors import InvalidSetting
+
+MAX_DIVERSITY_PENALTY = 100.0  # x at most 64 beams of earlier groups: far from float32's limit
 
 
 def hamming_diversity(input_ids, scores, *, current_tokens, beam_group_idx, diversity_penalty, group_size):
@@ -69,6 +73,38 @@ class BeamHypotheses:
 
 @register("group_beam_search")
 class GroupBeamSearch(Strategy):
+    strategy = "beam"
+    precedence = 1  # beam search with groups is still beam search, but this class runs it
+    keeps_beams = True
+    returns_one_sequence = False
+    reads = tuple(BeamSearch.settings)
+    settings = {
+        "num_beam_groups": knob(1, "diverse beam search: groups the beams are split into (1 = plain beam search)",
+                                kind="int", low=1),
+        "diversity_penalty": knob(0.0, "diverse beam search: subtracted from a token's score per beam of an "
+                                  "earlier group that chose it this step", low=0, high=MAX_DIVERSITY_PENALTY),
+    }
+
+    @classmethod
+    def claims(cls, settings):
+        return settings.strategy == "beam" and settings.num_beam_groups > 1
+
+    @classmethod
+    def describe(cls, s):
+        return [BeamSearch.describe(s)[0],
+                f"{s.num_beam_groups} groups, diversity penalty {num(s.diversity_penalty)}",
+                *BeamSearch.describe(s)[1:]]
+
+    @classmethod
+    def check(cls, s):
+        check_returned_beams(s)
+        if s.num_beam_groups > s.num_beams or s.num_beams % s.num_beam_groups:
+            raise InvalidSetting(f"num_beam_groups={s.num_beam_groups} must divide num_beams={s.num_beams} "
+                                 "into groups of equal size.")
+        if s.diversity_penalty == 0:
+            raise InvalidSetting(f"diversity_penalty must be greater than 0 with num_beam_groups={s.num_beam_groups}, "
+                                 "or every group repeats the first; 0.5 is a common choice.")
+
     @classmethod
     def rows_needed(cls, settings):
         return settings.num_beams

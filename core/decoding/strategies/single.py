@@ -4,8 +4,19 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from transformers.generation.logits_process import (
+    EpsilonLogitsWarper,
+    EtaLogitsWarper,
+    MinPLogitsWarper,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+    TypicalLogitsWarper,
+)
 
+from core.decoding.knobs import knob, num
 from core.decoding.strategies import register
+from core.errors import InvalidSetting
 from core.decoding.strategies.base import RawRun, RawSequence, RawStep, RowStats, Strategy, apply_processors, chosen_figures
 
 
@@ -65,9 +76,40 @@ class _OneRowPerSequence(Strategy):
         return RawRun(self.settings, sequences)
 
 
+# Below MIN_TEMPERATURE sampling is greedy decoding in all but name and logits / T overflow float32
+# (logits are within about +-1e2); above MAX_TEMPERATURE every token is about equally likely.
+MIN_TEMPERATURE, MAX_TEMPERATURE = 0.01, 100.0
+
+
+def _check_temperature(value: float) -> None:
+    if value <= 0:
+        raise InvalidSetting(
+            f"temperature must be greater than 0, got {value:g}; as temperature falls to 0 "
+            "sampling becomes greedy decoding, so choose the greedy strategy for that.")
+    if value < MIN_TEMPERATURE:
+        raise InvalidSetting(
+            f"temperature={value:g} is below {MIN_TEMPERATURE:g}, where sampling is greedy decoding in "
+            f"all but name (and the maths overflows); use {MIN_TEMPERATURE:g} to {MAX_TEMPERATURE:g}, or greedy.")
+    if value > MAX_TEMPERATURE:
+        raise InvalidSetting(
+            f"temperature={value:g} is absurd: above {MAX_TEMPERATURE:g} every token is about "
+            "equally likely; use a value between 0.1 and 5.")
+
+
 @register("greedy_search")
 class GreedySearch(_OneRowPerSequence):
     """The most likely token under the processed scores, every step."""
+
+    strategy = "greedy"
+    precedence = -1  # also runs beam search with one beam, which generate() treats as greedy search
+
+    @classmethod
+    def claims(cls, settings):
+        return settings.strategy == "greedy" or (settings.strategy == "beam" and settings.num_beams == 1)
+
+    @classmethod
+    def describe(cls, settings):
+        return ["greedy"]
 
     def choose(self, scores):
         return torch.argmax(scores, dim=-1)
@@ -78,9 +120,73 @@ class Sampling(_OneRowPerSequence):
     """A draw from the processed distribution, from the run's own generator (seeded with its seed);
     num_return_sequences rows, each an independent sample."""
 
+    strategy = "sample"
+    samples = True
+    returns_one_sequence = False
+    reads = ("num_return_sequences",)
+    settings = {
+        "temperature": knob(1.0, "sampling: logits / temperature", check=_check_temperature),
+        "top_k": knob(50, "sampling: keep the k most likely tokens (0 turns it off; generate()'s default is 50); "
+                      "contrastive: the candidates re-ranked", kind="int", low=0, high="vocab_size",
+                      hint=" (0 is off; {vocab_size} is the vocabulary size)"),
+        "top_p": knob(1.0, "sampling: keep the smallest set whose probability reaches top_p", low=0, high=1,
+                      open_low=True, hint="1.0 turns it off"),
+        "min_p": knob(None, "sampling: drop tokens below min_p x the top token's probability", kind="optional_float",
+                      low=0, high=1, kwarg_when_default=False),
+        "typical_p": knob(1.0, "sampling: locally typical sampling mass (1.0 = off)", low=0, high=1, open_low=True,
+                          hint="1.0 turns it off"),
+        "epsilon_cutoff": knob(0.0, "sampling: drop tokens whose probability is below epsilon (0 = off; 3e-4 is "
+                               "the paper's choice)", low=0, high=1, open_high=True, hint="0 turns it off",
+                               kwarg_when_default=False),
+        "eta_cutoff": knob(0.0, "sampling: drop tokens below min(eta, sqrt(eta) x exp(-entropy)) (0 = off; 3e-4 "
+                           "is the paper's choice)", low=0, high=1, open_high=True, hint="0 turns it off",
+                           kwarg_when_default=False),
+    }
+
     @classmethod
     def rows_needed(cls, settings):
         return settings.num_return_sequences
+
+    @classmethod
+    def processors(cls, s, device):
+        """generate()'s warpers, in its order."""
+        procs: list[tuple[str, object]] = []
+        if s.temperature != 1.0:
+            procs.append(("temperature", TemperatureLogitsWarper(s.temperature)))
+        if s.top_k != 0:
+            procs.append(("top_k", TopKLogitsWarper(top_k=s.top_k, min_tokens_to_keep=1)))
+        if s.top_p < 1.0:
+            procs.append(("top_p", TopPLogitsWarper(top_p=s.top_p, min_tokens_to_keep=1)))
+        if s.min_p is not None:
+            procs.append(("min_p", MinPLogitsWarper(min_p=s.min_p, min_tokens_to_keep=1)))
+        if s.typical_p < 1.0:
+            procs.append(("typical_p", TypicalLogitsWarper(mass=s.typical_p, min_tokens_to_keep=1)))
+        if 0.0 < s.epsilon_cutoff < 1.0:
+            procs.append(("epsilon", EpsilonLogitsWarper(epsilon=s.epsilon_cutoff, min_tokens_to_keep=1)))
+        if 0.0 < s.eta_cutoff < 1.0:
+            procs.append(("eta", EtaLogitsWarper(epsilon=s.eta_cutoff, min_tokens_to_keep=1, device=device)))
+        return procs
+
+    @classmethod
+    def describe(cls, s):
+        parts = []
+        only_temperature = (not s.top_k and s.top_p == 1.0 and s.min_p is None and s.typical_p == 1.0
+                            and not s.epsilon_cutoff and not s.eta_cutoff)
+        if s.temperature != 1.0 or only_temperature:
+            parts.append(f"temperature {num(s.temperature)}")
+        if s.top_k:
+            parts.append(f"top-k {s.top_k}")
+        if s.top_p < 1.0:
+            parts.append(f"top-p {num(s.top_p)}")
+        if s.min_p is not None:
+            parts.append(f"min-p {num(s.min_p)}")
+        if s.typical_p < 1.0:
+            parts.append(f"typical-p {num(s.typical_p)}")
+        if s.epsilon_cutoff:
+            parts.append(f"epsilon {s.epsilon_cutoff:g}")
+        if s.eta_cutoff:
+            parts.append(f"eta {s.eta_cutoff:g}")
+        return parts
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

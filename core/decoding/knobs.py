@@ -1,0 +1,87 @@
+"""How a decoding setting is declared (`Knob`), and the checks every declaration gets.
+
+A setting is declared once, as a `Knob`: by `core.decoding.settings` for the few that every strategy
+reads, else by the strategy class that introduces it (`Strategy.settings`). `DecodeSettings` is
+assembled from those declarations, and the command line's flags, the line-up and URL parser,
+`validate()`'s messages and `generate_kwargs()` are all derived from them. This module imports
+nothing of the project's, so a strategy module can import it before `DecodeSettings` exists.
+
+Every check raises `InvalidSetting` with one sentence that names the parameter, its value and the fix.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+from core.errors import InvalidSetting
+
+
+@dataclass(frozen=True)
+class Knob:
+    """One setting: its default and everything the flags, the URL parser and the checks need."""
+    default: object
+    help: str  # one line for --help
+    kind: str = "float"  # int | float | optional_float (None = off) | bool_or_never | choice
+    keyword: bool = True  # a generate() keyword of the same name
+    low: float | str | None = None  # the range; a str names a model limit: "vocab_size", "context_length"
+    high: float | str | None = None
+    open_low: bool = False  # (low, ... rather than [low, ...
+    open_high: bool = False
+    hint: str = ""  # added to the range message; may name {vocab_size} or {context_length}
+    check: Callable | None = None  # a check of its own (several sentences) in place of the range
+    kwarg_when_default: bool = True  # in generate_kwargs() even at its default (False: only when set)
+    flag: bool = True  # a flag of `decode` made from this (False: the CLI gives decode and compare one)
+    used_by: tuple[str, ...] = ()  # generation modes that read it (() = every mode); filled in by settings
+
+
+def knob(default, help: str, **declaration) -> Knob:
+    return Knob(default, help, **declaration)
+
+
+def finite(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidSetting(f"{name} must be a finite number, got {value!r}.")
+
+
+def whole(name: str, value, low: int, high: int | None = None, hint: str = "") -> None:
+    """A whole number (not a bool, which Python counts as an int) within [low, high]."""
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= low and (high is None or value <= high)
+    if not ok:
+        span = f"from {low} to {high}" if high is not None else f"of at least {low}"
+        raise InvalidSetting(f"{name} must be a whole number {span}{hint}, got {value!r}.")
+
+
+def _interval(low, high, open_low, open_high) -> str:
+    return f"{'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
+
+
+def check_knob(name: str, value, k: Knob, limits: dict) -> None:
+    """One setting against its declaration: its kind, then its own check or its range."""
+    if k.kind == "choice" or (k.kind == "optional_float" and value is None):
+        return
+    if k.kind == "bool_or_never":
+        if value not in (True, False, "never") or (value != "never" and not isinstance(value, bool)):
+            raise InvalidSetting(f"{name} must be true, false or 'never', got {value!r}.")
+        return
+    low, high = (limits.get(b, b) for b in (k.low, k.high))
+    if k.kind == "int":
+        whole(name, value, low, high, k.hint.format(**limits))
+        return
+    finite(name, value)
+    if k.check is not None:
+        k.check(value)
+        return
+    below = low is not None and (value <= low if k.open_low else value < low)
+    above = high is not None and (value >= high if k.open_high else value > high)
+    if below or above:
+        hint = f"; {k.hint}" if k.hint else ""
+        span = _interval(low, high, k.open_low, k.open_high) if low is not None and high is not None \
+            else f"at least {low:g}"
+        raise InvalidSetting(f"{name} must be in {span}, got {value:g}{hint}.")
+
+
+def num(value: float) -> str:
+    """1.0 -> '1.0', 0.25 -> '0.25': one decimal at least, as people write temperatures."""
+    return f"{value:.1f}" if round(value, 1) == value else f"{value:g}"
