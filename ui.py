@@ -6,6 +6,8 @@ sidebar whether it is reached through the entry file or run on its own (as AppTe
 
 from __future__ import annotations
 
+import os
+
 import streamlit as st
 from streamlit.errors import StreamlitPageNotFoundError
 
@@ -43,12 +45,23 @@ MAX_NEW_TOKENS = 200
 MAX_SEED = 2**31 - 1
 SIDEBAR = {"model": "", "seed": Param(0, 0, MAX_SEED), "max_new_tokens": Param(DEFAULT_MAX_NEW_TOKENS, 1, MAX_NEW_TOKENS)}
 SHARED = "_shared_sidebar"  # sidebar values carried from page to page within a session
+BACKEND = "_backend"  # the session's backend choice: never in the URL, so no link carries a server's address
+# vLLM servers this app may decode on, as the operator configured them: a visitor picks one of these and
+# can never make the app send requests to an address of their own
+VLLM_SERVERS = [u.strip() for u in os.environ.get("PLAYGROUND_VLLM_SERVERS", "").split(",") if u.strip()]
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=3)
 def load_playground(name: str) -> Playground:
     # one per model per process, shared by every session; nothing ever mutates it
     return Playground.load(name)
+
+
+@st.cache_resource(show_spinner="Connecting to the vLLM server…", ttl=300, max_entries=8)
+def connect_vllm(url: str, model: str, full_vocabulary: bool):
+    from core.backends.vllm import connect
+
+    return connect(url, model, full_vocabulary=full_vocabulary)
 
 
 @st.cache_resource
@@ -137,15 +150,64 @@ def sidebar(page: str, schema: dict, title: str) -> Playground:
         if "prompt" in schema:
             st.selectbox("Prompt presets", ["(choose)", *PRESETS], key=f"{page}__preset",
                          on_change=_apply_preset, args=(page,))
+    choice = _backend_widgets(page)
     try:
-        pg = load_playground(st.session_state[key])
+        if choice["backend"] == "vllm":
+            pg = connect_vllm(choice["server"], st.session_state[key], choice["full_vocabulary"])
+        else:
+            pg = load_playground(st.session_state[key])
     except PlaygroundError as exc:
         fail(str(exc))
         st.stop()
     st.sidebar.caption(f"Device: **{pg.device}** ({pg.dtype}) · context {pg.facts.context_length} tokens · "
                        f"vocabulary {pg.facts.vocab_size:,}")
+    if is_remote(pg):
+        with st.expander("What the vLLM backend cannot show", icon=":material/cloud:"):
+            st.text("\n".join(f"- {line}" for line in pg.cannot_show()))
     publish(page, schema)
     return pg
+
+
+def _backend_widgets(page: str) -> dict:
+    """Local or a configured vLLM server; kept for the session, never put in a link."""
+    chosen = st.session_state.setdefault(BACKEND, {"backend": "local", "server": (VLLM_SERVERS or [""])[0],
+                                                   "full_vocabulary": False})
+    if chosen["server"] not in VLLM_SERVERS:
+        chosen.update(backend="local", server=(VLLM_SERVERS or [""])[0])
+    with st.sidebar.expander("Backend", icon=":material/dns:"):
+        labels = {"local": "this process (the whole trace)", "vllm": "a vLLM server"}
+        backend = st.radio("Decode on", list(labels), format_func=labels.get, key=f"{page}__backend",
+                           index=list(labels).index(chosen["backend"]), disabled=not VLLM_SERVERS)
+        if not VLLM_SERVERS:
+            st.caption("No vLLM server is configured (PLAYGROUND_VLLM_SERVERS).")
+            backend = "local"
+        server = chosen["server"]
+        full = chosen["full_vocabulary"]
+        if backend == "vllm":
+            server = st.selectbox("Server", VLLM_SERVERS, index=VLLM_SERVERS.index(server), key=f"{page}__server")
+            full = st.checkbox("Whole vocabulary at every step", value=full, key=f"{page}__full_vocabulary",
+                               help="entropy, the cumulative curve and processed probabilities; slower answers")
+        chosen.update(backend=backend, server=server, full_vocabulary=full)
+    return dict(chosen)
+
+
+def is_remote(pg) -> bool:
+    return getattr(pg, "backend", "local") != "local"
+
+
+def local_only(pg, what: str) -> bool:
+    """False, after saying so, when `what` needs the model in this process and it runs on a server."""
+    if is_remote(pg):
+        st.info(f"{what}: not shown here, because it needs the model's weights in this process and the vLLM "
+                "backend gives only what its server returns. Switch the sidebar's Backend to this process to see "
+                "it.", icon=":material/cloud_off:")
+        return False
+    return True
+
+
+def cuts_known(pg) -> bool:
+    """Whether the runs' traces say what each cut kept: always locally; on vLLM only with the whole vocabulary."""
+    return not is_remote(pg) or pg.full_vocabulary
 
 
 def _apply_preset(page: str) -> None:

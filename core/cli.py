@@ -12,8 +12,8 @@ import json
 import os
 import sys
 
+from core.backends import add_backend_args
 from core.errors import PlaygroundError
-from core.decoding.settings import DEFAULT_MAX_NEW_TOKENS, KNOBS, STRATEGIES, DecodeSettings
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,10 +38,13 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="shipped model name, GPT-2 hub id, or a saved-model folder")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (default: CUDA when present)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_backend_args(p)
 
 
 def _prompt_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompt", required=True, help="text for the model to continue")
+    from core.decoding.settings import DEFAULT_MAX_NEW_TOKENS
+
     p.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
     p.add_argument("--seed", type=int, default=0,
                    help="seeds each sampling run's own generator (run i of a line-up gets seed + i)")
@@ -50,7 +53,27 @@ def _prompt_args(p: argparse.ArgumentParser) -> None:
                    help="cut a prompt that does not fit the context from the left instead of refusing")
 
 
+QUICK = ("models", "download")  # commands answered without the decoding stack (torch, transformers)
+
+
+def _quick_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m core", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_quick(sub)
+    return parser
+
+
+def _add_quick(sub) -> None:
+    sub.add_parser("models", help="list the models this machine can offer")
+    dl = sub.add_parser("download", help="fetch a GPT-2 family model into the Hugging Face cache")
+    dl.add_argument("name")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    # the flags come from the settings' declarations, which the strategy classes hold: importing them
+    # imports torch, so `models` and `download` use _quick_parser instead
+    from core.decoding.settings import KNOBS, STRATEGIES, DecodeSettings
+
     parser = _Parser(prog="python -m core", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -87,13 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
     from core.report import add_report_parser
 
     add_report_parser(sub)
-    sub.add_parser("models", help="list the models this machine can offer")
-    dl = sub.add_parser("download", help="fetch a GPT-2 family model into the Hugging Face cache")
-    dl.add_argument("name")
+    _add_quick(sub)
     return parser
 
 
-def settings_from_args(a: argparse.Namespace) -> DecodeSettings:
+def settings_from_args(a: argparse.Namespace):
+    from core.decoding.settings import KNOBS, DecodeSettings
+
     values = {name: getattr(a, name) for name, knob in KNOBS.items() if knob.flag}
     if values["num_beams"] is None:
         values["num_beams"] = 5 if a.strategy == "beam" else 1
@@ -124,7 +147,8 @@ def _table(result) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = (_quick_parser() if argv[:1] and argv[0] in QUICK else build_parser()).parse_args(argv)
     try:
         return _run(args)
     except PlaygroundError as exc:
@@ -157,13 +181,14 @@ def _run(args) -> int:
             print(f"{name:<28}{status}")
         return 0
     from core.views import share
-    from core.playground import Playground, default_lineup
+    from core.backends import open_playground
+    from core.playground import default_lineup
 
     if args.command == "download":
         print(registry.download(args.name))
         return 0
-    name = args.model or registry.default_model()
-    pg = Playground.load(name, device=args.device, allow_paths=True)
+    pg = open_playground(args.model or registry.default_model(), backend=args.backend, server=args.server,
+                         device=args.device, allow_paths=True, full_vocabulary=args.full_vocabulary)
     if args.command == "score":
         result = pg.score(args.text)
         print(json.dumps(result.to_dict(), ensure_ascii=False) if args.json else _score_table(result))

@@ -436,17 +436,16 @@ def human_passages(prompts: list[Passage], heldout: list[Passage], count: int) -
 def score_human(pg, passages: list[tuple[int | None, Passage]], max_new_tokens: int) -> list[Sample]:
     """Each continuation's raw log-probs given its prompt: the prompt is encoded (and cut) exactly as
     for decoding, the continuation on its own and cut to max_new_tokens tokens, then the scoring path
-    (`core.decoding.scoring.score_ids`, no <|endoftext|> in front) reads the continuation's tokens."""
-    from core.decoding.scoring import score_ids  # torch: imported when needed, so `python -m core --help` stays quick
-
+    (`Playground.score_ids`, no <|endoftext|> in front, on whichever backend decodes) reads the
+    continuation's tokens."""
     samples = []
     for prompt_index, p in passages:
         cont = pg.tokenizer.encode(p.continuation)[:max_new_tokens]
         if not cont:
             continue
         prompt_ids, _ = pg.encode_prompt(p.prompt, len(cont))
-        scored = score_ids(pg.lm, prompt_ids + cont, None)[-len(cont):]
-        samples.append(Sample(prompt_index, cont, pg.text(cont), [lp for _, lp, *_ in scored], HUMAN))
+        scored = pg.score_ids(prompt_ids + cont).tokens[-len(cont):]
+        samples.append(Sample(prompt_index, cont, pg.text(cont), [t.logprob for t in scored], HUMAN))
     return samples
 
 
@@ -628,10 +627,13 @@ def figure1_data(pg, prompt: str, runs, traces, human_samples: list[Sample]) -> 
 
 # command line: `python -m core report ...` (core/cli.py wires these two in) ------------------------------
 def add_report_parser(subparsers) -> argparse.ArgumentParser:
+    from core.backends import add_backend_args
+
     r = subparsers.add_parser("report", help="N samples per strategy with Holtzman et al.'s figures, beside human text")
     r.add_argument("--model", default=None, help="shipped model name, GPT-2 hub id, or a saved-model folder")
     r.add_argument("--device", default=None, help="cpu, cuda or auto (default: CUDA when present)")
     r.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_backend_args(r)
     r.add_argument("--prompt", action="append", default=None,
                    help="text for the model to continue (repeatable); default: the first "
                         f"{DEFAULT_PROMPT_COUNT} held-out passages' prompts")
@@ -659,14 +661,15 @@ def prompts_from_args(args) -> list[Passage]:
 
 def run_report(args) -> int:
     """Check every input before loading the model, then print the report (JSON or a table)."""
+    from core.backends import open_playground
     from core.models import registry
-    from core.playground import Playground
 
     runs = report_lineup(args.lineup, samples=args.samples, max_new_tokens=args.max_new_tokens, seed=args.seed)
     prompts = prompts_from_args(args)
     check_request(prompts, runs, args.human_count)
     heldout = load_passages(args.human_file) if args.human_count != 0 else []
-    pg = Playground.load(args.model or registry.default_model(), device=args.device, allow_paths=True)
+    pg = open_playground(args.model or registry.default_model(), backend=args.backend, server=args.server,
+                         device=args.device, allow_paths=True, full_vocabulary=args.full_vocabulary)
     report = make_report(pg, prompts, runs, human=heldout, human_count=args.human_count)
     for notice in report.notices:
         print(f"note: {notice}", file=sys.stderr)

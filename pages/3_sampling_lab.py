@@ -3,7 +3,7 @@
 import numpy as np
 import streamlit as st
 
-from ui import PRESETS, bounded, decode, remember, sidebar, state
+from ui import PRESETS, bounded, cuts_known, decode, local_only, remember, sidebar, state
 from core.views import figures
 from core.views import internals
 from core.decoding.settings import DecodeSettings
@@ -36,14 +36,17 @@ result = decode(pg, state(PAGE, "prompt"), [settings])
 if result is None:
     st.stop()
 seq = result.runs[0].best
-first = remember(("dist", pg.name, tuple(result.prompt_ids)), lambda: internals.distribution_at(pg, result.prompt_ids))
-top = first["ids"][:10].tolist()
-right.plotly_chart(figures.temperature_figure(first["logits"].numpy(), [0.5, 1.0, 2.0], top=10,
-                   labels=[figures.visible(figures.token_label(pg.tokenizer, i)) for i in top],
-                   yours=state(PAGE, "temperature")), key=f"{PAGE}_real")
-right.caption(f"The model's ten most likely first tokens for this prompt. At each temperature the softmax is taken "
-              f"over the whole vocabulary ({pg.facts.vocab_size:,} tokens) and these ten are plotted, so their "
-              "probabilities need not add up to 1.")
+with right:
+    local = local_only(pg, "The model's real logits at several temperatures")
+if local:
+    first = remember(("dist", pg.name, tuple(result.prompt_ids)), lambda: internals.distribution_at(pg, result.prompt_ids))
+    top = first["ids"][:10].tolist()
+    right.plotly_chart(figures.temperature_figure(first["logits"].numpy(), [0.5, 1.0, 2.0], top=10,
+                       labels=[figures.visible(figures.token_label(pg.tokenizer, i)) for i in top],
+                       yours=state(PAGE, "temperature")), key=f"{PAGE}_real")
+    right.caption(f"The model's ten most likely first tokens for this prompt. At each temperature the softmax is taken "
+                  f"over the whole vocabulary ({pg.facts.vocab_size:,} tokens) and these ten are plotted, so their "
+                  "probabilities need not add up to 1.")
 
 st.subheader(f"The run: {settings.name()}, seed {settings.seed}")
 st.html(figures.tokens_html(seq, "processed", legend=True))
@@ -54,15 +57,28 @@ if len(seq.steps) > 1:
     st.slider("Step", 0, len(seq.steps) - 1, key=f"{PAGE}_step")
 step = min(state(PAGE, "step"), len(seq.steps) - 1)
 prefix = result.prompt_ids + seq.ids[:step]
-at = remember(("dist", pg.name, tuple(prefix), settings), lambda: internals.distribution_at(pg, prefix, settings))
 left, right = st.columns(2)
-left.plotly_chart(figures.cumulative_figure(at, f"Step {step}: the distributions the cuts saw"),
-                  key=f"{PAGE}_cumulative")
+with left:
+    local = local_only(pg, "The whole sorted distribution at a chosen step, with where each cut falls")
+if local:
+    at = remember(("dist", pg.name, tuple(prefix), settings), lambda: internals.distribution_at(pg, prefix, settings))
+    left.plotly_chart(figures.cumulative_figure(at, f"Step {step}: the distributions the cuts saw"),
+                      key=f"{PAGE}_cumulative")
 s = seq.steps[step]
-kept = ", then ".join(f"{name} kept {count:,}" for name, count in s.kept.items()) or "nothing was cut"
+if cuts_known(pg):
+    kept = ", then ".join(f"{name} kept {count:,}" for name, count in s.kept.items()) or "nothing was cut"
+else:
+    kept = ("what each cut kept is not known (the vLLM server returned only the top alternatives; turn on "
+            "'Whole vocabulary at every step' under Backend)")
 left.caption(f"As the run did it: temperature first, then top-k, then top-p on what top-k left (renormalised), "
              f"as transformers' warpers do. Each curve is the distribution that cut saw, sorted; at this step "
              f"{kept}. The dotted grey curve is the raw distribution, for comparison. At step {step} the run "
-             f"drew {figures.visible(s.token)!r}: raw p={np.exp(s.logprob):.2%} (rank {s.rank}), processed "
-             f"p={np.exp(s.processed_logprob):.2%}; raw entropy {s.entropy:.2f} nats.")
-right.plotly_chart(figures.nucleus_figure(seq), key=f"{PAGE}_nucleus")
+             f"drew {figures.visible(s.token)!r}: raw p={np.exp(s.logprob):.2%} (rank {figures.or_na(s.rank)}), "
+             f"processed p={figures.pct_of_logprob(s.processed_logprob)}; raw entropy "
+             f"{figures.or_na(s.entropy, '{:.2f}')} nats.")
+if cuts_known(pg):
+    right.plotly_chart(figures.nucleus_figure(seq), key=f"{PAGE}_nucleus")
+else:
+    right.info("The nucleus size over the run: not known, because the vLLM server returned only the top "
+               "alternatives at each step. Turn on 'Whole vocabulary at every step' under the sidebar's Backend to "
+               "count what top-k and top-p kept.", icon=":material/cloud_off:")

@@ -4,7 +4,7 @@ import dataclasses
 
 import streamlit as st
 
-from ui import PRESETS, decode, sidebar, state, warn
+from ui import PRESETS, decode, local_only, sidebar, state, warn
 from core.views import figures
 from core.views import html_export
 from core.views import recipe
@@ -73,6 +73,8 @@ if len(result.runs) == 2:
                 f"**{a['repeated_ngrams']['2-grams']}** to **{b['repeated_ngrams']['2-grams']}** "
                 "(as in the course's GPT-2 decoding lesson: the log-prob drops, the repetition goes).")
 tree_run = result.runs[-1]
+if tree_run.beam_tree is None and beams > 1:
+    local_only(pg, "The beam tree (every candidate kept or pruned at every step)")
 if tree_run.beam_tree and groups > 1:
     st.caption(f"Diverse beam search keeps {groups} groups of {beams // groups} beams; each group is a beam search "
                "of its own, penalised for the tokens earlier groups chose at the same step. One tree per group:")

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from ui import PRESETS, bounded, remember, sidebar, state
+from ui import PRESETS, bounded, local_only, remember, sidebar, state
 from core.views import figures
 from core.views import internals
 from core.views.share import Param
@@ -13,15 +13,16 @@ SCHEMA = {"prompt": PRESETS["A long long time ago"], "tokenize": Param(" hello",
 EXAMPLES = [" ", "  ", "Hello", "hello", " hello", "  hello", " chartreuse", "<|endoftext|>", "A long long time ago, "]
 
 pg = sidebar(PAGE, SCHEMA, "Models & tokens")
-a = internals.anatomy(pg)
 st.subheader("Anatomy")
-cols = st.columns(5)
-cols[0].metric("Architecture", a.architecture.replace("ForCausalLM", "").replace("LMHeadModel", ""))
-cols[1].metric("Layers", a.layers)
-cols[2].metric("Heads × head size", f"{a.heads} × {a.head_size}" if a.heads else "n/a (RNN)")
-cols[3].metric("Parameters", f"{a.parameters / 1e6:.2f}M")
-cols[4].metric("Context · vocabulary", f"{a.context} · {a.vocab:,}")
-st.caption(f"Hidden size {a.hidden}; weights in {a.dtype} on {a.device}.")
+if local_only(pg, "The model's anatomy"):
+    a = internals.anatomy(pg)
+    cols = st.columns(5)
+    cols[0].metric("Architecture", a.architecture.replace("ForCausalLM", "").replace("LMHeadModel", ""))
+    cols[1].metric("Layers", a.layers)
+    cols[2].metric("Heads × head size", f"{a.heads} × {a.head_size}" if a.heads else "n/a (RNN)")
+    cols[3].metric("Parameters", f"{a.parameters / 1e6:.2f}M")
+    cols[4].metric("Context · vocabulary", f"{a.context} · {a.vocab:,}")
+    st.caption(f"Hidden size {a.hidden}; weights in {a.dtype} on {a.device}.")
 
 st.subheader("Tokenizer explorer")
 st.text_input("Text to tokenize", key=f"{PAGE}_tokenize")
@@ -36,6 +37,8 @@ st.caption(f"{len(ids)} tokens (␣ marks a space, ↵ a new line). Case and a l
 
 st.subheader("Attention over the prompt")
 st.text_area("Prompt", key=f"{PAGE}_prompt", height=70)
+if not local_only(pg, "Attention over the prompt"):
+    st.stop()
 tokens, maps, total = remember(("attention", pg.name, state(PAGE, "prompt")),
                                lambda: internals.attention_maps(pg, state(PAGE, "prompt")))
 if maps is None:

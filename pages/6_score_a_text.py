@@ -17,7 +17,7 @@ RULE = ("Each token is scored given all the tokens before it, and the first toke
 pg = sidebar(PAGE, SCHEMA, "Score a text")
 st.text_area("Text", key=f"{PAGE}_text", height=140)
 try:
-    result = remember(("score", pg.name, state(PAGE, "text")), lambda: pg.score(state(PAGE, "text")))
+    result = remember(("score", pg.fingerprint(), state(PAGE, "text")), lambda: pg.score(state(PAGE, "text")))
 except PlaygroundError as exc:
     fail(str(exc))
     st.stop()

@@ -34,7 +34,7 @@ class Candidate:
     id: int
     token: str
     prob: float  # raw
-    processed_prob: float  # 0.0 when a processor removed it
+    processed_prob: float | None  # 0.0 when a processor removed it; None: not known
 
 
 @dataclass
@@ -43,11 +43,11 @@ class Step:
     id: int  # the chosen token
     token: str
     logprob: float  # raw log-prob of the chosen token
-    processed_logprob: float
-    rank: int  # 1 = the raw distribution's most likely token
-    processed_rank: int
-    entropy: float  # raw distribution, nats
-    processed_entropy: float
+    processed_logprob: float | None  # None: this backend cannot give it (vLLM without the whole vocabulary)
+    rank: int | None  # 1 = the raw distribution's most likely token; None: below the top-N a backend gave
+    processed_rank: int | None
+    entropy: float | None  # raw distribution, nats; None without the whole distribution
+    processed_entropy: float | None
     top: list[Candidate]  # the raw distribution's top-N, each with its processed probability
     kept: dict[str, int]  # tokens left after each cutting processor (top_k, top_p, min_p, typical_p)
     banned: dict[str, list[int]]  # ids no_repeat_ngram banned / repetition_penalty down-weighted
@@ -85,7 +85,9 @@ class Sequence:
         mean = self.sequence_logprob / n if n else 0.0
         return {
             "sequence_logprob": self.sequence_logprob,
-            "processed_sequence_logprob": float(sum(s.processed_logprob for s in self.steps)),
+            # None where a backend could not give the processed distribution (the vLLM backend, partly)
+            "processed_sequence_logprob": None if any(s.processed_logprob is None for s in self.steps)
+            else float(sum(s.processed_logprob for s in self.steps)),
             "mean_logprob": mean,
             "perplexity": math.exp(-mean) if n else float("nan"),
             "distinct": {f"distinct_{k}": distinct_n(self.ids, k) for k in (1, 2, 3)},

@@ -192,7 +192,13 @@ def _mono(token: str) -> str:
     return html.escape(visible(token))
 
 
-def _pct(p: float) -> str:
+UNAVAILABLE = "n/a"  # a figure this backend cannot give (the vLLM backend without the whole vocabulary)
+UNKNOWN_COLOUR = ("#e0e0e0", "#111111")
+
+
+def _pct(p: float | None) -> str:
+    if p is None:
+        return UNAVAILABLE
     if p <= 0:
         return "0%"
     if p < 0.0001:
@@ -200,10 +206,31 @@ def _pct(p: float) -> str:
     return f"{p:.2%}"
 
 
-def _span(text: str, prob: float, card: str, compact: bool = False) -> str:
-    bg, fg = probability_colour(prob)
+def _exp(logprob: float | None) -> float | None:
+    return None if logprob is None else math.exp(logprob)
+
+
+def _span(text: str, prob: float | None, card: str, compact: bool = False) -> str:
+    bg, fg = probability_colour(prob) if prob is not None else UNKNOWN_COLOUR
     return (f'<span class="dp-tok" tabindex="0" style="background:{bg};color:{fg}">{_shown_text(text, compact)}'
             f'<span class="dp-card">{card}</span></span>')
+
+
+def _or_na(value):
+    return UNAVAILABLE if value is None else value
+
+
+def or_na(value, fmt: str = "{}") -> str:
+    """A figure as text, or "n/a" where the backend could not give it."""
+    return UNAVAILABLE if value is None else fmt.format(value)
+
+
+def pct_of_logprob(logprob: float | None) -> str:
+    return _pct(_exp(logprob))
+
+
+def _rounded(value: float | None, digits: int):
+    return None if value is None else round(value, digits)
 
 
 def _banned_ids(step) -> set[int]:
@@ -218,7 +245,7 @@ def cut_reason(step, position: int) -> str | None:
     that kept fewer than k. (With a repetition penalty the order can change: then it says which
     processors could have cut it.)"""
     cand = step.top[position]
-    if cand.processed_prob > 0:
+    if cand.processed_prob is None or cand.processed_prob > 0:
         return None
     for name, ids in step.banned.items():
         if cand.id in ids and name in BAN_NAMES:
@@ -251,10 +278,10 @@ def _cuts(step) -> str:
 def _step_card(s, distribution: str) -> str:
     processed = distribution == "processed"
     other = "raw" if processed else "processed"
-    prob = math.exp(s.processed_logprob if processed else s.logprob)
-    other_prob = math.exp(s.logprob if processed else s.processed_logprob)
-    rank = s.processed_rank if processed else s.rank
-    other_rank = s.rank if processed else s.processed_rank
+    prob = _exp(s.processed_logprob if processed else s.logprob)
+    other_prob = _exp(s.logprob if processed else s.processed_logprob)
+    rank = _or_na(s.processed_rank if processed else s.rank)
+    other_rank = _or_na(s.rank if processed else s.processed_rank)
     rows = []
     for i, c in enumerate(s.top[:ALTERNATIVES]):
         why = cut_reason(s, i)
@@ -279,9 +306,12 @@ def tokens_html(seq: Sequence, distribution: str = "raw", *, legend: bool = Fals
     alternatives from the same distribution (those the processors removed struck through, with why),
     and what each processor kept or banned at that step. `legend=True` puts the colour legend first;
     `compact=True` marks new lines (↵) without breaking the line (for tables)."""
-    parts = [_span(s.token, math.exp(s.processed_logprob if distribution == "processed" else s.logprob),
+    parts = [_span(s.token, _exp(s.processed_logprob if distribution == "processed" else s.logprob),
                    _step_card(s, distribution), compact) for s in seq.steps]
     head = probability_legend_html(distribution, style=False) if legend else ""
+    if distribution == "processed" and any(s.processed_logprob is None for s in seq.steps):
+        head += ('<div class="dp-legend"><span class="dp-line">Grey: the backend did not give the processed '
+                 'probability of these tokens (it needs the whole distribution).</span></div>')
     return f'{_style()}{head}<div class="dp-tokens">{"".join(parts)}</div>'
 
 
@@ -360,7 +390,7 @@ def lineup_table(runs: list[RunTrace]) -> list[dict]:
         rows.append({
             "run": run.name,
             "sequence log-prob (raw)": round(f["sequence_logprob"], 2),
-            "sequence log-prob (processed)": round(f["processed_sequence_logprob"], 2),
+            "sequence log-prob (processed)": _rounded(f["processed_sequence_logprob"], 2),
             "perplexity (raw)": round(f["perplexity"], 2),
             "distinct-2": round(f["distinct"]["distinct_2"], 3),
             "repeated 2-grams": f["repeated_ngrams"]["2-grams"],
@@ -699,7 +729,7 @@ def step_table(prompt_text: str, seq: Sequence, choices: int = 5, distribution: 
         row = {"step": s.index, "input": text}
         for i, c in enumerate(s.top[:choices]):
             p = c.processed_prob if distribution == "processed" else c.prob
-            row[f"choice {i + 1}"] = f"{c.token}({100 * p:.2f}%)"
+            row[f"choice {i + 1}"] = f"{c.token}({100 * p:.2f}%)" if p is not None else f"{c.token}({UNAVAILABLE})"
         rows.append(row)
         text += s.token
     return rows

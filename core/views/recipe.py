@@ -121,9 +121,13 @@ def to_csv(result: DecodeResult) -> str:
         for i, seq in enumerate(run.sequences):
             for s in seq.steps:
                 writer.writerow([run.name, i, s.index, s.id, s.token, f"{s.logprob:.6f}",
-                                 f"{s.processed_logprob:.6f}", s.rank, s.processed_rank, f"{s.entropy:.4f}",
+                                 _fixed(s.processed_logprob, 6), s.rank, s.processed_rank, _fixed(s.entropy, 4),
                                  s.top[0].token, f"{s.top[0].prob:.6f}"])
     return buffer.getvalue()
+
+
+def _fixed(value: float | None, digits: int) -> str:
+    return "" if value is None else f"{value:.{digits}f}"  # empty: the backend could not give it
 
 
 def to_markdown(result: DecodeResult) -> str:

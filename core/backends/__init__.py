@@ -1,0 +1,40 @@
+"""Where the model runs. `local` (the default): in this process, through our own engine, with the whole
+trace. `vllm`: on a vLLM server, through its OpenAI-compatible API (`core.backends.vllm`), with what
+the server returns and a sentence for everything it cannot give. Both are a `Playground` to their
+callers, so the pages and the command line do not change."""
+
+from __future__ import annotations
+
+import argparse
+
+from core.errors import InvalidSetting
+
+BACKENDS = ("local", "vllm")
+
+
+def add_backend_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", default="local", choices=BACKENDS,
+                   help="local: our engine in this process (the whole trace); vllm: a vLLM server (--server)")
+    p.add_argument("--server", default=None, help="the vLLM server's address, e.g. http://127.0.0.1:8000")
+    p.add_argument("--full-vocabulary", action="store_true",
+                   help="vllm: ask for the whole distribution at every step (entropy, curve, processed "
+                        "probabilities; answers of about 0.3 MB a step for 8k tokens)")
+
+
+def open_playground(name: str, *, backend: str = "local", server: str | None = None, device: str | None = None,
+                    allow_paths: bool = False, full_vocabulary: bool = False):
+    """The model `name` on the chosen backend; one sentence when that cannot be had."""
+    if backend == "vllm":
+        if not server:
+            raise InvalidSetting("--backend vllm needs --server, the vLLM server's address "
+                                 "(for example http://127.0.0.1:8000).")
+        from core.backends.vllm import connect
+
+        return connect(server, name, full_vocabulary=full_vocabulary)
+    if backend != "local":
+        raise InvalidSetting(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}.")
+    if server:
+        raise InvalidSetting("--server is for --backend vllm; the local backend runs the model in this process.")
+    from core.playground import Playground
+
+    return Playground.load(name, device=device, allow_paths=allow_paths)

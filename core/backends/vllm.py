@@ -1,0 +1,433 @@
+"""Decoding on a vLLM server, through its OpenAI-compatible `/v1/completions` API.
+
+The server does the decoding (continuous batching across visitors, tensor parallelism across GPUs);
+this module sends each run of a line-up as its own request, all at once, so the server batches them,
+and turns what comes back into the same traces the local engine gives. What the server cannot give
+is left empty (None) and said in words (`VLLMPlayground.cannot_show`), never filled with a guess:
+
+- Prompts go as token ids, tokenized here with the model's own tokenizer, so both sides see the same ids.
+- Log-probs are the server's raw ones (vLLM's default `--logprobs-mode raw_logprobs`). With
+  `full_vocabulary` the server returns the whole distribution at every step, and the entropy, the
+  cumulative curve, the chosen token's rank and the processed distribution (transformers' own
+  processors applied here to the raw log-probs) are computed exactly as the local engine does. Else
+  only the top-N alternatives come back; then the processed distribution is known only where no
+  processor runs (greedy and beam search without penalties, where it equals the raw one).
+- Beam search (`use_beam_search`) returns final beams only: no tree, and no log-probs; each returned
+  beam is scored afterwards with one prompt-log-prob request.
+- vLLM's API has no no-repeat-n-gram, contrastive search, diverse beam search, typical-p, epsilon or
+  eta sampling: such runs are skipped with a notice that names them.
+
+Every request has a timeout and a cap on the size of its answer. The server's address is never put in a
+link; an API key, if any, comes from the `VLLM_API_KEY` environment variable only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+import torch
+import torch.nn.functional as F
+
+from core import limits
+from core.decoding.strategies.base import (
+    RawRun,
+    RawSequence,
+    RawStep,
+    RowStats,
+    apply_processors,
+    build_processors,
+    chosen_figures,
+    curve_points,
+)
+from core.errors import InvalidSetting, ModelUnavailable, PlaygroundError
+from core.models import registry
+from core.models.lm import ModelFacts
+from core.playground import DecodeResult, Playground
+
+CONNECT_TIMEOUT_S = 5.0  # a server that does not accept a connection in 5 s is down or unreachable
+SECONDS_PER_TOKEN = 2.0  # a generous bound on the server's time per generated token, under load
+MAX_RESPONSE_BYTES = 256 * 2**20  # a whole-vocabulary answer: about 0.3 MB per step for 8k tokens
+FULL_VOCABULARY_LIMIT = 65_536  # whole distributions are asked for only up to this vocabulary size
+MAX_PARALLEL_REQUESTS = 16  # as many as a line-up has runs
+
+# what the server cannot give, whatever is asked; the pages and the command line say these in words
+ALWAYS_MISSING = [
+    "the beam tree (vLLM returns the final beams only)",
+    "what no-repeat-n-gram or the repetition penalty banned, step by step",
+    "model internals: attention maps, layer anatomy, the distribution at a chosen step",
+]
+PARTIAL_MISSING = [
+    "the entropy and the cumulative-probability curve (they need the whole distribution)",
+    "the processed distribution of sampling runs (it needs the whole raw distribution; greedy and beam "
+    "search without penalties show their raw one, which is the same)",
+    "the chosen token's rank when it is not among the top-N alternatives",
+]
+
+
+@dataclass(frozen=True)
+class ServerModel:
+    name: str
+    max_model_len: int
+
+
+class VLLMServer:
+    """A vLLM server's HTTP API: bounded requests, and one sentence for every way they fail."""
+
+    def __init__(self, url: str, *, api_key: str | None = None):
+        self.url = check_server_url(url)
+        self.api_key = api_key if api_key is not None else os.environ.get("VLLM_API_KEY") or None
+
+    def _request(self, path: str, body: dict | None, timeout: float):
+        request = urllib.request.Request(self.url + path, method="GET" if body is None else "POST",
+                                         data=None if body is None else json.dumps(body).encode())
+        request.add_header("Content-Type", "application/json")
+        if self.api_key:
+            request.add_header("Authorization", f"Bearer {self.api_key}")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                raw = response.read(MAX_RESPONSE_BYTES + 1)
+        except urllib.error.HTTPError as exc:
+            raise PlaygroundError(self._refusal(exc)) from None
+        except (urllib.error.URLError, ConnectionError, socket.timeout, TimeoutError) as exc:
+            reason = getattr(exc, "reason", exc)
+            if isinstance(reason, (socket.timeout, TimeoutError)):
+                raise PlaygroundError(f"The vLLM server at {self.url} did not answer within {timeout:.0f} s; it may "
+                                      "be overloaded or still starting.") from None
+            raise PlaygroundError(f"The vLLM server at {self.url} does not answer ({_reason(reason)}); start it, "
+                                  "or check the address.") from None
+        if len(raw) > MAX_RESPONSE_BYTES:
+            raise PlaygroundError(f"The vLLM server's answer is over {MAX_RESPONSE_BYTES // 2**20} MiB; ask for "
+                                  "fewer tokens or turn the whole vocabulary off.")
+        try:
+            return json.loads(raw) if raw else None
+        except ValueError:
+            raise PlaygroundError(f"The server at {self.url} did not answer with JSON; is it a vLLM server?") from None
+
+    def _refusal(self, exc: urllib.error.HTTPError) -> str:
+        if exc.code == 503:
+            return f"The vLLM server at {self.url} is starting or overloaded (HTTP 503); try again shortly."
+        if exc.code in (401, 403):
+            return f"The vLLM server at {self.url} refused the key (HTTP {exc.code}); set VLLM_API_KEY."
+        try:
+            detail = json.loads(exc.read(64 * 1024)).get("error", {}).get("message", "")
+        except (ValueError, AttributeError, OSError):
+            detail = ""
+        detail = " ".join(str(detail).split())[:300]
+        return f"The vLLM server refused the request (HTTP {exc.code}){': ' + detail if detail else ''}."
+
+    def models(self) -> list[ServerModel]:
+        data = self._request("/v1/models", None, CONNECT_TIMEOUT_S + 5)
+        try:
+            return [ServerModel(m["id"], int(m.get("max_model_len") or 0)) for m in data["data"]]
+        except (KeyError, TypeError, ValueError):
+            raise PlaygroundError(f"The server at {self.url} did not list its models; is it a vLLM server?") from None
+
+    def version(self) -> str:
+        try:
+            return str(self._request("/version", None, CONNECT_TIMEOUT_S + 5).get("version", "?"))
+        except (PlaygroundError, AttributeError):
+            return "?"
+
+    def complete(self, body: dict, max_tokens: int) -> dict:
+        return self._request("/v1/completions", body, CONNECT_TIMEOUT_S + 30 + SECONDS_PER_TOKEN * max_tokens)
+
+
+def check_server_url(url: str) -> str:
+    """An http(s) address with a host and nothing else (no credentials, query or fragment)."""
+    text = (url or "").strip().rstrip("/")
+    parsed = urlparse(text)
+    try:
+        port_ok = parsed.port is None or 0 < parsed.port < 65536
+    except ValueError:
+        port_ok = False
+    if (parsed.scheme not in ("http", "https") or not parsed.hostname or parsed.username or parsed.password
+            or parsed.query or parsed.fragment or not port_ok or len(text) > 300 or any(c.isspace() for c in text)):
+        raise InvalidSetting("The vLLM server address must look like http://host:port (no user, password or "
+                             "query), for example http://127.0.0.1:8000.")
+    return text
+
+
+def _reason(reason) -> str:
+    text = str(getattr(reason, "strerror", None) or reason)
+    return " ".join(text.split())[:120] or "no answer"
+
+
+def connect(url: str, model: str | None = None, *, full_vocabulary: bool = False) -> "VLLMPlayground":
+    """The model a vLLM server serves, with its tokenizer loaded here; one sentence if that fails."""
+    server = VLLMServer(url)
+    served = server.models()
+    names = [m.name for m in served]
+    if not served:
+        raise PlaygroundError(f"The vLLM server at {server.url} serves no model.")
+    chosen = model or names[0]
+    if chosen not in names:
+        raise PlaygroundError(f"The vLLM server at {server.url} serves {', '.join(names)}, not {chosen}; choose "
+                              "one of those, or start the server with the model you want.")
+    max_len = next(m.max_model_len for m in served if m.name == chosen)
+    tokenizer, vocab_size, eos = _tokenizer_for(chosen)
+    facts = ModelFacts(context_length=max_len or 1024, vocab_size=vocab_size, eos_token_ids=eos,
+                       pad_token_id=eos[0] if eos else None, state_bytes_per_token=0)
+    return VLLMPlayground(chosen, server, tokenizer, facts, full_vocabulary=full_vocabulary)
+
+
+def _tokenizer_for(name: str):
+    """The tokenizer, vocabulary size and EOS ids of a served model, from this machine's copy of it:
+    the token ids sent and received must mean what the server means by them."""
+    try:
+        source = registry.resolve(name)
+    except ModelUnavailable:
+        raise ModelUnavailable(
+            f"The server serves {name}, whose tokenizer this app does not have; serve the model under a name "
+            f"the app knows ({', '.join(registry.available_models())}), or add its folder to "
+            "PLAYGROUND_MODEL_DIRS.") from None
+    folder = source.location if source.kind != "hub" else None
+    tokenizer = registry.load_tokenizer(folder)
+    vocab_size, eos = len(tokenizer), ()
+    config_file = os.path.join(folder, "config.json") if folder else ""
+    if config_file and os.path.isfile(config_file):
+        with open(config_file, encoding="utf-8") as f:
+            config = json.load(f)
+        vocab_size = int(config.get("vocab_size") or vocab_size)
+        raw_eos = config.get("eos_token_id")
+        eos = tuple(raw_eos) if isinstance(raw_eos, list) else ((int(raw_eos),) if raw_eos is not None else ())
+    elif tokenizer.eos_token_id is not None:
+        eos = (int(tokenizer.eos_token_id),)
+    return tokenizer, vocab_size, eos
+
+
+class _Remote:
+    """Where `Playground` expects a local model: the facts, and a CPU for the few tensors made here."""
+
+    def __init__(self, facts: ModelFacts):
+        self.facts = facts
+        self.device = torch.device("cpu")
+
+
+class VLLMPlayground(Playground):
+    """A `Playground` whose runs decode on a vLLM server. Prompts, checks, token texts and the traces'
+    assembly are the local playground's; only `compare` and `score_ids` go to the server."""
+
+    backend = "vllm"
+
+    def __init__(self, name: str, server: VLLMServer, tokenizer, facts: ModelFacts, *, full_vocabulary: bool):
+        super().__init__(name, _Remote(facts), tokenizer, model=None)
+        self.server = server
+        self.full_vocabulary = bool(full_vocabulary) and facts.vocab_size <= FULL_VOCABULARY_LIMIT
+
+    @property
+    def device(self) -> str:
+        return "vLLM server"
+
+    @property
+    def dtype(self) -> str:
+        return "as served"
+
+    def fingerprint(self) -> tuple:
+        # a cache key only (never shown, never in a link): results differ per server and per mode
+        if self._fingerprint is None:
+            self._fingerprint = ("vllm", self.server.url, self.name, self.server.version(), self.full_vocabulary)
+        return self._fingerprint
+
+    def cannot_show(self) -> list[str]:
+        """What this backend cannot give, in words, for every page to say."""
+        return ALWAYS_MISSING + ([] if self.full_vocabulary else PARTIAL_MISSING)
+
+    @staticmethod
+    def unsupported(s) -> str | None:
+        """Why vLLM's API cannot run these settings, or None."""
+        if s.mode in ("contrastive_search", "group_beam_search"):
+            return f"vLLM has no {s.mode.replace('_', ' ')}"
+        if s.no_repeat_ngram_size:
+            return "vLLM's API has no no_repeat_ngram_size"
+        if s.do_sample and (s.typical_p < 1.0 or s.epsilon_cutoff or s.eta_cutoff):
+            return "vLLM's API has no typical-p, epsilon or eta sampling"
+        if s.is_beam and (s.repetition_penalty != 1.0 or s.early_stopping is not False):
+            return "vLLM's beam search takes no repetition penalty and stops as early_stopping=false does"
+        return None
+
+    # decoding ------------------------------------------------------------------------------------
+    def compare(self, prompt: str, runs: list, *, truncate: bool = True, top_n: int = 10,
+                keep_distributions: bool = False, forced_ids: list[int] | None = None,
+                continuation: list[int] | None = None, on_step=None, max_rows: int = limits.MAX_ROWS) -> DecodeResult:
+        if not runs:
+            raise InvalidSetting("There is nothing to run: add at least one strategy.")
+        if not isinstance(top_n, int) or not 1 <= top_n <= 100:
+            raise InvalidSetting(f"top_n (candidates recorded per step) must be from 1 to 100, got {top_n!r}.")
+        if forced_ids is not None or keep_distributions:
+            raise InvalidSetting("The vLLM backend cannot follow a given token path or return whole processed "
+                                 "distributions; use the local backend for this view.")
+        for s in runs:
+            self.check(s)
+        limits.check_request(runs=len(runs), rows=sum(s.rows for s in runs), new_tokens=max(s.max_new_tokens for s in runs),
+                             parameters=0, device_type="cuda", max_rows=max_rows)
+        longest = max(s.max_new_tokens for s in runs)
+        ids, notices = self.encode_prompt(prompt, longest + len(continuation or []), truncate=truncate)
+        ids = ids + list(continuation or [])
+        runnable = [s for s in runs if self.unsupported(s) is None]
+        for s in runs:
+            if (why := self.unsupported(s)) is not None:
+                notices.append(f"Skipped on the vLLM backend: {s.name()} ({why}).")
+        if not runnable:
+            raise InvalidSetting("The vLLM backend can run none of these runs: " + " ".join(notices))
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_REQUESTS, len(runnable))) as pool:
+            futures = [pool.submit(self._run, s, ids, top_n) for s in runnable]
+            raw_runs = []
+            for k, future in enumerate(futures):
+                raw_runs.append(future.result())
+                if on_step is not None:
+                    on_step(k * 4, [r.sequences[0].ids for r in raw_runs])
+        traces = [self._trace(r, len(ids)) for r in raw_runs]
+        return DecodeResult(self.name, self.device, ids, self.text(ids), traces, notices,
+                            time.perf_counter() - started, self.dtype)
+
+    def _logprobs_asked(self, top_n: int) -> int:
+        return self.facts.vocab_size if self.full_vocabulary else top_n
+
+    def _run(self, s, prompt_ids: list[int], top_n: int) -> RawRun:
+        max_new = min(s.max_new_tokens, self.facts.context_length - len(prompt_ids))
+        if s.is_beam:
+            return self._beam_run(s, prompt_ids, max_new, top_n)
+        body = {"model": self.name, "prompt": prompt_ids, "max_tokens": max_new, "n": s.num_return_sequences,
+                "logprobs": self._logprobs_asked(top_n), "return_tokens_as_token_ids": True,
+                "skip_special_tokens": False, "repetition_penalty": s.repetition_penalty}
+        if s.do_sample:
+            body.update(temperature=s.temperature, top_k=s.top_k or -1, top_p=s.top_p, min_p=s.min_p or 0.0,
+                        seed=s.seed)
+        else:
+            body.update(temperature=0.0)
+        data = self.server.complete(body, max_new * s.num_return_sequences)
+        sequences = []
+        for choice in sorted(_choices(data), key=lambda c: c.get("index", 0)):
+            logprobs = choice.get("logprobs") or {}
+            ids = [_token_id(t) for t in logprobs.get("tokens") or []]
+            dists = [{_token_id(k): float(v) for k, v in (d or {}).items()} for d in logprobs.get("top_logprobs") or []]
+            if len(dists) != len(ids):
+                raise PlaygroundError("The vLLM server's answer has no log-probs for every token; is it vLLM?")
+            steps = self._steps(s, prompt_ids, ids, dists, top_n)
+            sequences.append(RawSequence(steps, _finish_reason(choice, ids, self.facts)))
+        return RawRun(s, sequences)
+
+    def _beam_run(self, s, prompt_ids: list[int], max_new: int, top_n: int) -> RawRun:
+        body = {"model": self.name, "prompt": prompt_ids, "max_tokens": max_new, "n": s.num_beams,
+                "use_beam_search": True, "length_penalty": s.length_penalty, "temperature": 0.0,
+                "return_token_ids": True, "skip_special_tokens": False}
+        data = self.server.complete(body, max_new * s.num_beams)
+        beams = sorted(_choices(data), key=lambda c: c.get("index", 0))[:s.num_return_sequences]
+        sequences = []
+        for choice in beams:
+            ids = [int(i) for i in choice.get("token_ids") or []]
+            dists = self._prompt_logprobs(prompt_ids + ids, top_n)[len(prompt_ids):]
+            steps = self._steps(s, prompt_ids, ids, dists, top_n)
+            score = sum(st.logprob for st in steps) / (max(1, len(ids)) ** s.length_penalty)
+            sequences.append(RawSequence(steps, _finish_reason(choice, ids, self.facts), beam_score=score))
+        return RawRun(s, sequences)
+
+    def _prompt_logprobs(self, ids: list[int], top_n: int) -> list[dict[int, float]]:
+        """Per position of `ids`, the raw log-probs the server gives for it ({} for the first)."""
+        body = {"model": self.name, "prompt": ids, "max_tokens": 1, "temperature": 0.0,
+                "prompt_logprobs": self._logprobs_asked(top_n)}
+        data = self.server.complete(body, 1)
+        positions = (_choices(data)[0].get("prompt_logprobs") or [])
+        if len(positions) != len(ids):
+            raise PlaygroundError("The vLLM server gave no prompt log-probs; is it vLLM 0.6 or newer?")
+        return [{int(k): float(v["logprob"]) for k, v in (p or {}).items()} for p in positions]
+
+    def _steps(self, s, prompt_ids: list[int], ids: list[int], dists: list[dict[int, float]], top_n: int) -> list[RawStep]:
+        full = self.full_vocabulary
+        processors = build_processors(s) if full and s.repetition_penalty == 1.0 else None
+        steps = []
+        for i, (token, dist) in enumerate(zip(ids, dists)):
+            if token not in dist:
+                raise PlaygroundError("The vLLM server's answer lacks the log-prob of a token it chose.")
+            if processors is not None and len(dist) >= self.facts.vocab_size:
+                steps.append(self._full_step(processors, prompt_ids + ids[:i], token, dist, top_n))
+            else:
+                steps.append(_partial_step(s, token, dist, top_n))
+        return steps
+
+    def _full_step(self, processors, context: list[int], token: int, dist: dict[int, float], top_n: int) -> RawStep:
+        """The whole raw distribution: every figure as the local engine computes it."""
+        raw = torch.full((1, self.facts.vocab_size), float("-inf"))
+        raw[0, list(dist)] = torch.tensor(list(dist.values()))
+        raw_lp = F.log_softmax(raw, dim=-1)  # the server's log-probs, renormalised over its float error
+        scores, kept, banned = apply_processors(processors, torch.tensor([context]), raw_lp)
+        proc_lp = raw_lp if scores is raw_lp else F.log_softmax(scores, dim=-1)
+        stats = RowStats(raw_lp, proc_lp, kept, banned, min(top_n, self.facts.vocab_size), False)
+        host = stats.to_host()
+        lp, plp, rank, prank = (f.item() for f in chosen_figures(raw_lp, proc_lp, torch.tensor([token])))
+        return RawStep(id=token, logprob=lp, processed_logprob=plp, rank=int(rank), processed_rank=int(prank),
+                       entropy=host["entropy"][0], processed_entropy=host["processed_entropy"][0],
+                       top_ids=host["top_ids"][0], top_probs=host["top_probs"][0],
+                       top_processed_probs=host["top_processed"][0], kept={k: v[0] for k, v in host["kept"].items()},
+                       banned={k: v[0] for k, v in banned.items()},
+                       curve=curve_points(host["curve_ranks"][0], host["curve_mass"][0]))
+
+    # scoring ---------------------------------------------------------------------------------------
+    def score_ids(self, ids: list[int]):
+        from core.decoding.scoring import ScoredToken, ScoreResult
+
+        if len(ids) < 2:
+            raise InvalidSetting("The text has fewer than two tokens; the first has no context, so there is "
+                                 "nothing to score.")
+        if len(ids) > self.facts.context_length:
+            raise InvalidSetting(f"The text has {len(ids)} tokens but the server's model sees "
+                                 f"{self.facts.context_length}; the vLLM backend scores one context at a time.")
+        body = {"model": self.name, "prompt": ids, "max_tokens": 1, "temperature": 0.0, "prompt_logprobs": 1}
+        positions = _choices(self.server.complete(body, 1))[0].get("prompt_logprobs") or []
+        if len(positions) != len(ids):
+            raise PlaygroundError("The vLLM server gave no prompt log-probs; is it vLLM 0.6 or newer?")
+        tokens = []
+        for token, entries in zip(ids[1:], positions[1:]):
+            mine = entries[str(token)]
+            top_id, top = min(entries.items(), key=lambda kv: kv[1].get("rank", 1 << 30))
+            tokens.append(ScoredToken(token, self.token_text(token), float(mine["logprob"]), int(mine["rank"]),
+                                      -float(mine["logprob"]) / 0.6931471805599453, int(top_id),
+                                      float(torch.tensor(float(top["logprob"])).exp())))
+        return ScoreResult(self.name, tokens, unscored_first_token=True, first_token=self.token_text(ids[0]))
+
+
+def _choices(data) -> list[dict]:
+    choices = data.get("choices") if isinstance(data, dict) else None
+    if not choices:
+        raise PlaygroundError("The vLLM server's answer has no choices; is it a vLLM server?")
+    return choices
+
+
+def _token_id(key: str) -> int:
+    """'token_id:123' (return_tokens_as_token_ids) -> 123: keyed by id, tokens that decode alike stay apart."""
+    try:
+        return int(str(key).rpartition(":")[2])
+    except ValueError:
+        raise PlaygroundError("The vLLM server named tokens by text; it must accept return_tokens_as_token_ids.") from None
+
+
+def _finish_reason(choice: dict, ids: list[int], facts: ModelFacts) -> str:
+    if ids and ids[-1] in facts.eos_token_ids:
+        return "eos"
+    return "max_new_tokens"
+
+
+def _partial_step(s, token: int, dist: dict[int, float], top_n: int) -> RawStep:
+    """Only the top-N alternatives (plus the chosen token): what can be known from them, None elsewhere."""
+    lp = dist[token]
+    ranked = sorted(dist.items(), key=lambda kv: -kv[1])
+    above = sum(1 for _, v in ranked if v > lp)
+    # the answer holds the top-N and, when it is not among them, the chosen token as well
+    rank = above + 1 if above < top_n else None
+    top = ranked[:top_n]
+    # without processors (greedy, beam search) the processed distribution is the raw one
+    same = not s.do_sample and s.repetition_penalty == 1.0 and not s.no_repeat_ngram_size
+    probs = [float(torch.tensor(v).exp()) for _, v in top]
+    return RawStep(id=token, logprob=lp, processed_logprob=lp if same else None, rank=rank,
+                   processed_rank=rank if same else None, entropy=None, processed_entropy=None,
+                   top_ids=[k for k, _ in top], top_probs=probs, top_processed_probs=probs if same else [None] * len(top),
+                   kept={}, banned={}, curve=[])

@@ -1,0 +1,264 @@
+"""The vLLM backend against a real vLLM server (CPU build), started here by scripts/vllm_server.sh on
+127.0.0.1 with the shipped GPT-2-architecture model, and the local engine on the same weights as the
+reference. The server's venv is built once per machine and reused; a server that cannot be built or
+started fails these tests (it never skips them)."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given, settings as hsettings, strategies as st
+
+from core.backends import open_playground
+from core.backends.vllm import VLLMPlayground, check_server_url, connect
+from core.decoding.settings import DecodeSettings
+from core.errors import InvalidSetting, PlaygroundError
+from core.playground import Playground, default_lineup
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = "shakespeare-gpt2"
+PROMPTS = ["ROMEO.\n", "To be, or not to be", "Enter the King, with his train.", "O, what a noble mind is here"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server_url():
+    port = _free_port()
+    script = ROOT / "scripts" / "vllm_server.sh"
+    proc = subprocess.run(["bash", str(script), "start", str(ROOT / "assets" / "models" / MODEL), str(port)],
+                          capture_output=True, text=True, timeout=2400)
+    assert proc.returncode == 0, f"the vLLM server did not start:\n{proc.stderr[-3000:]}"
+    yield proc.stdout.strip().splitlines()[-1]
+    subprocess.run(["bash", str(script), "stop", str(port)], capture_output=True, timeout=120)
+    with pytest.raises(PlaygroundError):  # stopped for real: nothing answers any more
+        connect(f"http://127.0.0.1:{port}", MODEL)
+
+
+@pytest.fixture(scope="module")
+def remote(server_url) -> VLLMPlayground:
+    return connect(server_url, MODEL)
+
+
+@pytest.fixture(scope="module")
+def remote_full(server_url) -> VLLMPlayground:
+    return connect(server_url, MODEL, full_vocabulary=True)
+
+
+@pytest.fixture(scope="module")
+def local() -> Playground:
+    return Playground.load(MODEL, device="cpu")
+
+
+def test_greedy_ids_logprobs_and_alternatives_equal_the_local_engine(remote, local):
+    s = DecodeSettings("greedy", max_new_tokens=24)
+    worst = 0.0
+    for prompt in PROMPTS:
+        there, here = remote.decode(prompt, s).runs[0].best, local.decode(prompt, s).runs[0].best
+        assert there.ids == here.ids, prompt
+        for a, b in zip(there.steps, here.steps):
+            worst = max(worst, abs(a.logprob - b.logprob))
+            # the top-N alternatives: the same ids in the same order, wherever their probabilities differ
+            # by more than the two implementations' float error
+            for x, y in zip(a.top, b.top):
+                assert abs(x.prob - y.prob) < 1e-4
+                if x.id != y.id:
+                    assert abs(x.prob - next(c.prob for c in a.top if c.id == y.id)) < 1e-4
+            assert a.rank == b.rank == 1
+            assert a.processed_logprob == a.logprob  # greedy: no processor, processed is raw
+        assert there.finish_reason == here.finish_reason
+    assert worst < 1e-4
+
+
+def test_seeded_sampling_is_reproducible_and_seed_dependent(remote):
+    s = DecodeSettings("sample", temperature=0.9, top_k=40, top_p=0.95, max_new_tokens=16, seed=7,
+                       num_return_sequences=2)
+    first = remote.decode(PROMPTS[0], s).runs[0]
+    again = remote.decode(PROMPTS[0], s).runs[0]
+    other = remote.decode(PROMPTS[0], s.replace(seed=8)).runs[0]
+    assert [q.ids for q in first.sequences] == [q.ids for q in again.sequences]
+    assert len(first.sequences) == 2 and first.sequences[0].ids != first.sequences[1].ids
+    assert [q.ids for q in first.sequences] != [q.ids for q in other.sequences]
+    for step in first.best.steps:  # without the whole vocabulary the processed distribution is unknown
+        assert step.processed_logprob is None and step.entropy is None and step.curve == []
+
+
+def test_beam_output_equals_the_local_engine(remote, local):
+    for prompt in PROMPTS[:3]:
+        s = DecodeSettings("beam", num_beams=4, num_return_sequences=2, max_new_tokens=16)
+        there, here = remote.decode(prompt, s).runs[0], local.decode(prompt, s).runs[0]
+        assert [q.ids for q in there.sequences] == [q.ids for q in here.sequences], prompt
+        assert there.beam_tree is None and here.beam_tree
+        for a, b in zip(there.sequences, here.sequences):
+            assert a.sequence_logprob == pytest.approx(b.sequence_logprob, abs=1e-3)
+            assert a.beam_score == pytest.approx(b.beam_score, abs=1e-4)
+
+
+def test_scoring_equals_local_scoring(remote, local):
+    text = "ROMEO. But soft, what light through yonder window breaks?"
+    there, here = remote.score(text), local.score(text)
+    assert [t.id for t in there.tokens] == [t.id for t in here.tokens]
+    assert [t.rank for t in there.tokens] == [t.rank for t in here.tokens]
+    assert [t.top_id for t in there.tokens] == [t.top_id for t in here.tokens]
+    assert max(abs(a.logprob - b.logprob) for a, b in zip(there.tokens, here.tokens)) < 1e-4
+    assert there.perplexity == pytest.approx(here.perplexity, rel=1e-4)
+
+
+def test_whole_vocabulary_gives_the_local_engines_figures(remote_full, local):
+    """With the whole raw distribution, the entropy, the curve and the processed distribution (our
+    processors on the server's raw log-probs) are the local engine's along the same tokens."""
+    s = DecodeSettings("sample", temperature=0.7, top_k=20, top_p=0.9, max_new_tokens=8, seed=3)
+    there = remote_full.decode(PROMPTS[1], s).runs[0].best
+    here = local.decode(PROMPTS[1], s, forced_ids=there.ids).runs[0].best
+    for a, b in zip(there.steps, here.steps):
+        assert a.rank == b.rank and a.processed_rank == b.processed_rank
+        assert a.kept == b.kept and a.kept["top_k"] == 20
+        assert a.entropy == pytest.approx(b.entropy, abs=1e-3)
+        assert a.processed_logprob == pytest.approx(b.processed_logprob, abs=1e-4)
+        assert [c.id for c in a.top[:3]] == [c.id for c in b.top[:3]]
+        assert a.curve[-1][1] == pytest.approx(1.0, abs=1e-4)
+
+
+def test_the_default_lineup_runs_what_vllm_can_and_names_the_rest(remote):
+    result = remote.compare(PROMPTS[0], default_lineup(max_new_tokens=8))
+    names = [r.name for r in result.runs]
+    assert "beam 5 + no-repeat 2" not in names and "greedy" in names and len(names) == 7
+    assert any("Skipped on the vLLM backend: beam 5 + no-repeat 2 (vLLM's API has no no_repeat_ngram_size)." == n
+               for n in result.notices)
+    assert all(len(r.best.ids) == 8 for r in result.runs)
+
+
+def test_eight_concurrent_sessions_each_get_what_they_get_alone(remote):
+    lineup = [DecodeSettings("greedy", max_new_tokens=12), DecodeSettings("sample", max_new_tokens=12, seed=5)]
+    prompts = PROMPTS * 2
+    alone = [[r.best.ids for r in remote.compare(p, lineup).runs] for p in prompts]
+    together: list = [None] * len(prompts)
+
+    def session(i):
+        together[i] = [r.best.ids for r in remote.compare(prompts[i], lineup).runs]
+
+    threads = [threading.Thread(target=session, args=(i,)) for i in range(len(prompts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert together == alone
+
+
+def test_the_command_line_decodes_on_the_server(server_url, local):
+    proc = subprocess.run([sys.executable, "-m", "core", "decode", "--backend", "vllm", "--server", server_url,
+                           "--model", MODEL, "--prompt", PROMPTS[0], "--max-new-tokens", "10", "--json"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    run = json.loads(proc.stdout)["runs"][0]
+    assert run["ids"] == local.decode(PROMPTS[0], DecodeSettings("greedy", max_new_tokens=10)).runs[0].best.ids
+    assert json.loads(proc.stdout)["device"] == "vLLM server"
+    proc = subprocess.run([sys.executable, "-m", "core", "decode", "--backend", "vllm", "--server", server_url,
+                           "--model", "shakespeare-lstm", "--prompt", "x"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "serves shakespeare-gpt2, not shakespeare-lstm" in proc.stderr
+
+
+def test_a_server_that_is_down_is_one_sentence():
+    port = _free_port()  # nothing listens there
+    with pytest.raises(PlaygroundError, match=r"^The vLLM server at http://127.0.0.1:\d+ does not answer"):
+        connect(f"http://127.0.0.1:{port}", MODEL)
+    proc = subprocess.run([sys.executable, "-m", "core", "compare", "--backend", "vllm", "--server",
+                           f"http://127.0.0.1:{port}", "--prompt", "x"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: The vLLM server at") and proc.stderr.count("\n") == 1
+    proc = subprocess.run([sys.executable, "-m", "core", "decode", "--backend", "vllm", "--prompt", "x"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "needs --server" in proc.stderr
+
+
+def test_a_silent_server_times_out_in_one_sentence(monkeypatch):
+    """A port that accepts connections but never answers: the request's timeout ends it."""
+    import core.backends.vllm as vllm
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    monkeypatch.setattr(vllm, "CONNECT_TIMEOUT_S", 0.5)
+    try:
+        with pytest.raises(PlaygroundError, match="did not answer within"):
+            connect(f"http://127.0.0.1:{listener.getsockname()[1]}", MODEL)
+    finally:
+        listener.close()
+
+
+@pytest.mark.parametrize("url", ["", "127.0.0.1:8000", "ftp://host", "http://user:pw@host:8000", "http://host?x=1",
+                                 "http://host#f", "http://host:99999", "http://ho st", "javascript:alert(1)",
+                                 "http://" + "a" * 400])
+def test_server_addresses_are_checked(url):
+    with pytest.raises(InvalidSetting, match="must look like http://host:port"):
+        check_server_url(url)
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(st.text(max_size=80))
+def test_any_address_is_accepted_or_refused_in_one_sentence(url):
+    try:
+        assert check_server_url(url).startswith(("http://", "https://"))
+    except InvalidSetting as exc:
+        assert str(exc).count(".") >= 1 and "\n" not in str(exc)
+
+
+def test_the_local_backend_refuses_a_server_address():
+    with pytest.raises(InvalidSetting, match="--server is for --backend vllm"):
+        open_playground(MODEL, server="http://127.0.0.1:1")
+
+
+def test_the_app_decodes_on_a_configured_server_and_keeps_it_out_of_the_link(server_url, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    import ui
+
+    monkeypatch.setattr(ui, "VLLM_SERVERS", [server_url])
+    at = AppTest.from_file(str(ROOT / "pages" / "1_compare.py"), default_timeout=300)
+    at.query_params["lineup"] = "greedy\nbeam(num_beams=3)\nbeam(num_beams=3,no_repeat_ngram_size=2)"
+    at.query_params["max_new_tokens"] = "8"
+    at.run()
+    at.sidebar.radio(key="compare__backend").set_value("vllm").run()
+    assert not at.exception
+    assert at.sidebar.caption[-1].value.startswith("Device: **vLLM server**")
+    headers = [h.value for h in at.subheader]
+    assert headers == ["greedy", "beam 3"]  # the no-repeat run was skipped, with a warning that says so
+    assert any("no_repeat_ngram_size" in w.value.replace("\\", "") for w in at.warning)  # shown escaped, as plain text
+    assert any("beam tree" in t.value for e in at.expander for t in e.text)
+    for value in at.query_params.values():
+        assert "127.0.0.1" not in str(value) and "vllm" not in str(value).lower()
+
+
+@pytest.mark.parametrize("page, says", [
+    ("3_sampling_lab.py", ["The model's real logits at several temperatures: not shown here",
+                           "The nucleus size over the run: not known"]),
+    ("4_beam_search.py", ["The beam tree (every candidate kept or pruned at every step): not shown here"]),
+    ("5_models_and_tokens.py", ["The model's anatomy: not shown here", "Attention over the prompt: not shown here"]),
+])
+def test_each_page_says_what_the_server_cannot_show(server_url, monkeypatch, page, says):
+    from streamlit.testing.v1 import AppTest
+
+    import ui
+
+    monkeypatch.setattr(ui, "VLLM_SERVERS", [server_url])
+    at = AppTest.from_file(str(ROOT / "pages" / page), default_timeout=300)
+    at.query_params["max_new_tokens"] = "6"
+    at.run()
+    radio = next(r for r in at.sidebar.radio if r.key.endswith("__backend"))
+    radio.set_value("vllm").run()
+    assert not at.exception
+    infos = [i.value for i in at.info]
+    for sentence in says:
+        assert any(i.startswith(sentence) for i in infos), (sentence, infos)
