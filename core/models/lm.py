@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
-from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
+from transformers.cache_utils import DynamicLayer
 
 
 @dataclass(frozen=True)
@@ -101,59 +101,6 @@ class NativeLM:
         return self.model(input_ids).logits.float()
 
 
-class GrowingLayer(DynamicLayer):
-    """transformers' `DynamicLayer`, with its keys and values in a buffer that has room to grow.
-
-    DynamicLayer appends a token by concatenating: every layer's whole cache is reallocated and
-    copied at every step (`aten::cat` was 15.5% of a line-up step, PERFORMANCE.md). Here a token is
-    written into spare room, and `keys` / `values` are views of the filled part: the same numbers
-    for attention, without the copy. The room doubles when it runs out."""
-
-    def lazy_initialization(self, key_states, value_states):
-        super().lazy_initialization(key_states, value_states)
-        self._keys = self._values = None
-        self._length = 0
-
-    def update(self, key_states, value_states, *args, **kwargs):
-        if not self.is_initialized:
-            self.lazy_initialization(key_states, value_states)
-        end = self._length + key_states.shape[-2]
-        if self._keys is None or end > self._keys.shape[-2]:
-            self._grow(key_states, max(2 * end, end + 64))
-        self._keys[:, :, self._length:end] = key_states
-        self._values[:, :, self._length:end] = value_states
-        self._length = end
-        self._expose()
-        return self.keys, self.values
-
-    def _grow(self, like: torch.Tensor, capacity: int) -> None:
-        rows, heads, _, width = like.shape
-        keys = like.new_empty((rows, heads, capacity, width))
-        values = like.new_empty((rows, heads, capacity, width))
-        if self._length:
-            keys[:, :, :self._length] = self.keys
-            values[:, :, :self._length] = self.values
-        self._keys, self._values = keys, values
-
-    def _expose(self) -> None:
-        self.keys = self._keys[:, :, :self._length]
-        self.values = self._values[:, :, :self._length]
-
-    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
-        # a new batch (rows dropped, repeated or reordered): select from the buffer, keeping its room
-        if self._length > 0:
-            self._keys = self._keys.index_select(0, beam_idx.to(self._keys.device))
-            self._values = self._values.index_select(0, beam_idx.to(self._values.device))
-            self._expose()
-
-
-class GrowingCache(DynamicCache):
-    """A `DynamicCache` of `GrowingLayer`s."""
-
-    def __init__(self):
-        Cache.__init__(self, layer_class_to_replicate=GrowingLayer)
-
-
 class HFCausalLM:
     """A transformers `*ForCausalLM` behind the engine's interface. Never mutates the model."""
 
@@ -164,8 +111,7 @@ class HFCausalLM:
 
     @torch.inference_mode()
     def prefill(self, input_ids, *, hidden_states=False):
-        out = self.model(input_ids=input_ids, past_key_values=GrowingCache(), use_cache=True, logits_to_keep=1,
-                         output_hidden_states=hidden_states)
+        out = self.model(input_ids=input_ids, use_cache=True, logits_to_keep=1, output_hidden_states=hidden_states)
         return _outputs(out, hidden_states)
 
     @torch.inference_mode()
@@ -176,7 +122,7 @@ class HFCausalLM:
 
     def select_rows(self, state, rows):
         layers = getattr(state, "layers", [])
-        if layers and all(type(layer) in (DynamicLayer, GrowingLayer) for layer in layers) and layers[0].keys is not None \
+        if layers and all(type(layer) is DynamicLayer for layer in layers) and layers[0].keys is not None \
                 and rows.shape[0] == layers[0].keys.shape[0]:
             # Same batch size: copy only the rows whose source changed. reorder_cache would copy every
             # row of every layer, although greedy and sampling rows never move and beams often stay.
