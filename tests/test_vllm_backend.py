@@ -262,3 +262,69 @@ def test_each_page_says_what_the_server_cannot_show(server_url, monkeypatch, pag
     infos = [i.value for i in at.info]
     for sentence in says:
         assert any(i.startswith(sentence) for i in infos), (sentence, infos)
+
+
+ANSWERS = {  # what a broken or hostile "vLLM server" might answer to /v1/completions
+    "an id outside the vocabulary": {"choices": [{"index": 0, "logprobs": {
+        "tokens": ["token_id:99999"], "top_logprobs": [{"token_id:99999": 0.0}]}}]},
+    "choices of the wrong type": {"choices": "many"},
+    "log-probs that are not numbers": {"choices": [{"index": 0, "logprobs": {
+        "tokens": ["token_id:5"], "top_logprobs": [{"token_id:5": "high"}]}}]},
+    "no log-probs": {"choices": [{"index": 0, "text": "x"}]},
+    "not JSON": b"<html>hello</html>",
+}
+
+
+@pytest.fixture()
+def fake_server():
+    """A stand-in for a vLLM server on 127.0.0.1 that answers /v1/models like vLLM and /v1/completions
+    with whatever the test puts in `answer`."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    state = {"answer": {}, "models": {"data": [{"id": MODEL, "max_model_len": 256}]}}
+
+    class Handler(BaseHTTPRequestHandler):
+        def _send(self, body):
+            raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+        def do_GET(self):
+            self._send(state["models"] if self.path == "/v1/models" else {"version": "fake"})
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self._send(state["answer"])
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", state
+    httpd.shutdown()
+
+
+@pytest.mark.parametrize("case", sorted(ANSWERS))
+def test_a_malformed_answer_is_one_sentence(fake_server, case):
+    url, state = fake_server
+    state["answer"] = ANSWERS[case]
+    pg = connect(url, MODEL)
+    for call in (lambda: pg.decode("ROMEO.", DecodeSettings("greedy", max_new_tokens=3)),
+                 lambda: pg.decode("ROMEO.", DecodeSettings("beam", num_beams=2, max_new_tokens=3)),
+                 lambda: pg.score("ROMEO. But soft")):
+        with pytest.raises(PlaygroundError) as caught:
+            call()
+        assert "\n" not in str(caught.value) and str(caught.value).startswith(("The vLLM server", "The server at"))
+
+
+def test_a_servers_model_names_are_cut_and_plain(fake_server):
+    url, state = fake_server
+    state["models"] = {"data": [{"id": "**bold** ![x](http://e/x.png) " * 20, "max_model_len": 10**30}] * 9}
+    with pytest.raises(PlaygroundError) as caught:
+        connect(url, MODEL)
+    message = str(caught.value)
+    assert "and 4 more" in message and len(message) < 800

@@ -57,6 +57,8 @@ SECONDS_PER_TOKEN = 2.0  # a generous bound on the server's time per generated t
 MAX_RESPONSE_BYTES = 256 * 2**20  # a whole-vocabulary answer: about 0.3 MB per step for 8k tokens
 FULL_VOCABULARY_LIMIT = 65_536  # whole distributions are asked for only up to this vocabulary size
 MAX_PARALLEL_REQUESTS = 16  # as many as a line-up has runs
+MAX_NAME_CHARS = 100  # of a served model's name, as the server gives it
+MAX_CONTEXT = 1 << 20  # a context length beyond any model's
 
 # what the server cannot give, whatever is asked; the pages and the command line say these in words
 ALWAYS_MISSING = [
@@ -126,8 +128,10 @@ class VLLMServer:
     def models(self) -> list[ServerModel]:
         data = self._request("/v1/models", None, CONNECT_TIMEOUT_S + 5)
         try:
-            return [ServerModel(m["id"], int(m.get("max_model_len") or 0)) for m in data["data"]]
-        except (KeyError, TypeError, ValueError):
+            # names and lengths are a stranger's values: shown only as plain text, cut short, lengths bounded
+            return [ServerModel(str(m["id"])[:MAX_NAME_CHARS], min(int(m.get("max_model_len") or 0), MAX_CONTEXT))
+                    for m in data["data"]]
+        except (KeyError, TypeError, ValueError, OverflowError):
             raise PlaygroundError(f"The server at {self.url} did not list its models; is it a vLLM server?") from None
 
     def version(self) -> str:
@@ -169,7 +173,8 @@ def connect(url: str, model: str | None = None, *, full_vocabulary: bool = False
         raise PlaygroundError(f"The vLLM server at {server.url} serves no model.")
     chosen = model or names[0]
     if chosen not in names:
-        raise PlaygroundError(f"The vLLM server at {server.url} serves {', '.join(names)}, not {chosen}; choose "
+        listed = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        raise PlaygroundError(f"The vLLM server at {server.url} serves {listed}, not {chosen}; choose "
                               "one of those, or start the server with the model you want.")
     max_len = next(m.max_model_len for m in served if m.name == chosen)
     tokenizer, vocab_size, eos = _tokenizer_for(chosen)
@@ -279,7 +284,7 @@ class VLLMPlayground(Playground):
             raise InvalidSetting("The vLLM backend can run none of these runs: " + " ".join(notices))
         started = time.perf_counter()
         with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_REQUESTS, len(runnable))) as pool:
-            futures = [pool.submit(self._run, s, ids, top_n) for s in runnable]
+            futures = [pool.submit(_as_sentence(self._run), s, ids, top_n) for s in runnable]
             raw_runs = []
             for k, future in enumerate(futures):
                 raw_runs.append(future.result())
@@ -308,9 +313,11 @@ class VLLMPlayground(Playground):
         sequences = []
         for choice in sorted(_choices(data), key=lambda c: c.get("index", 0)):
             logprobs = choice.get("logprobs") or {}
-            ids = [_token_id(t) for t in logprobs.get("tokens") or []]
+            ids = self._in_vocabulary([_token_id(t) for t in logprobs.get("tokens") or []])
             dists = [{_token_id(k): float(v) for k, v in (d or {}).items()} for d in logprobs.get("top_logprobs") or []]
-            if len(dists) != len(ids):
+            for dist in dists:
+                self._in_vocabulary(list(dist))
+            if not ids or len(dists) != len(ids):  # max_tokens >= 1: vLLM always sends a token and its log-probs
                 raise PlaygroundError("The vLLM server's answer has no log-probs for every token; is it vLLM?")
             steps = self._steps(s, prompt_ids, ids, dists, top_n)
             sequences.append(RawSequence(steps, _finish_reason(choice, ids, self.facts)))
@@ -324,7 +331,9 @@ class VLLMPlayground(Playground):
         beams = sorted(_choices(data), key=lambda c: c.get("index", 0))[:s.num_return_sequences]
         sequences = []
         for choice in beams:
-            ids = [int(i) for i in choice.get("token_ids") or []]
+            ids = self._in_vocabulary([int(i) for i in choice.get("token_ids") or []])
+            if not ids:
+                raise PlaygroundError("The vLLM server's beams have no token ids; is it vLLM 0.10 or newer?")
             dists = self._prompt_logprobs(prompt_ids + ids, top_n)[len(prompt_ids):]
             steps = self._steps(s, prompt_ids, ids, dists, top_n)
             score = sum(st.logprob for st in steps) / (max(1, len(ids)) ** s.length_penalty)
@@ -339,7 +348,15 @@ class VLLMPlayground(Playground):
         positions = (_choices(data)[0].get("prompt_logprobs") or [])
         if len(positions) != len(ids):
             raise PlaygroundError("The vLLM server gave no prompt log-probs; is it vLLM 0.6 or newer?")
-        return [{int(k): float(v["logprob"]) for k, v in (p or {}).items()} for p in positions]
+        dists = [{int(k): float(v["logprob"]) for k, v in (p or {}).items()} for p in positions]
+        for dist in dists:
+            self._in_vocabulary(list(dist))
+        return dists
+
+    def _in_vocabulary(self, ids: list[int]) -> list[int]:
+        if any(not 0 <= i < self.facts.vocab_size for i in ids):
+            raise _Malformed("token id outside the vocabulary")
+        return ids
 
     def _steps(self, s, prompt_ids: list[int], ids: list[int], dists: list[dict[int, float]], top_n: int) -> list[RawStep]:
         full = self.full_vocabulary
@@ -373,6 +390,9 @@ class VLLMPlayground(Playground):
 
     # scoring ---------------------------------------------------------------------------------------
     def score_ids(self, ids: list[int]):
+        return _as_sentence(self._score_ids)(ids)
+
+    def _score_ids(self, ids: list[int]):
         from core.decoding.scoring import ScoredToken, ScoreResult
 
         if len(ids) < 2:
@@ -389,6 +409,7 @@ class VLLMPlayground(Playground):
         for token, entries in zip(ids[1:], positions[1:]):
             mine = entries[str(token)]
             top_id, top = min(entries.items(), key=lambda kv: kv[1].get("rank", 1 << 30))
+            self._in_vocabulary([int(top_id)])
             tokens.append(ScoredToken(token, self.token_text(token), float(mine["logprob"]), int(mine["rank"]),
                                       -float(mine["logprob"]) / 0.6931471805599453, int(top_id),
                                       float(torch.tensor(float(top["logprob"])).exp())))
@@ -408,6 +429,23 @@ def _token_id(key: str) -> int:
         return int(str(key).rpartition(":")[2])
     except ValueError:
         raise PlaygroundError("The vLLM server named tokens by text; it must accept return_tokens_as_token_ids.") from None
+
+
+class _Malformed(Exception):
+    pass
+
+
+def _as_sentence(call):
+    """A server's answer is input from outside: whatever shape it has, a caller gets one sentence."""
+    def checked(*args, **kwargs):
+        try:
+            return call(*args, **kwargs)
+        except PlaygroundError:
+            raise
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError, OverflowError, _Malformed) as exc:
+            raise PlaygroundError(f"The vLLM server's answer is not what vLLM sends ({type(exc).__name__}); check "
+                                  "that the address is a vLLM server serving this model.") from None
+    return checked
 
 
 def _finish_reason(choice: dict, ids: list[int], facts: ModelFacts) -> str:
