@@ -34,7 +34,7 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
 SETTLED = """() => {
     const app = document.querySelector('[data-testid="stApp"]');
     return !!app && app.getAttribute('data-test-script-state') === 'notRunning'
-        && document.querySelectorAll('.js-plotly-plot').length > 0;
+        && document.querySelectorAll('[data-testid="stImage"] img').length > 0;
 }"""
 
 

@@ -30,7 +30,7 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
 DONE = """() => {
     const app = document.querySelector('[data-testid="stApp"]');
     return !!app && app.getAttribute('data-test-script-state') === 'notRunning'
-        && document.querySelectorAll('[data-testid="stDataFrame"]').length > 0;
+        && document.querySelectorAll('table.dp-table').length > 0;
 }"""
 RUNS = """() => Array.from(document.querySelectorAll('[data-testid="stHtml"]')).map(e => e.innerText)"""
 

@@ -1,6 +1,5 @@
 """Compare: one prompt, a line-up of strategies decoded together, one row per run."""
 
-import pandas as pd
 import streamlit as st
 
 from ui import PRESETS, decode, distribution_toggle, fail, sidebar, state, warn
@@ -60,8 +59,10 @@ for run in result.runs:
     with text_col:
         st.html(figures.tokens_html(run.best, shown))
 
-st.dataframe(pd.DataFrame(figures.lineup_table(result.runs)), hide_index=True, key=f"{PAGE}_figures")
-st.plotly_chart(figures.lineup_chart(result.runs), key=f"{PAGE}_chart")
+# a plain table, like the chart below it: no data-grid code for a new visitor's browser to load for 8 rows
+st.html(figures.table_html(figures.lineup_table(result.runs)))
+# an SVG image drawn here: no chart library for a new visitor's browser to load (the figures table has the numbers)
+st.image(figures.lineup_chart_svg(result.runs), width=760)
 
 rec = recipe.recipe(result, runs, state(PAGE, "prompt"))
 snippet = recipe.generate_snippet(rec)

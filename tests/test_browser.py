@@ -3,6 +3,7 @@
 Set SCREENSHOT_DIR to keep a screenshot of every page (that is how the pages were looked at).
 """
 
+import base64
 import json
 import os
 import socket
@@ -105,8 +106,14 @@ def test_compare_runs_the_lineup_in_a_real_browser(server, browser, tmp_path):
     assert_clean(page)
     for name in LINEUP:
         assert page.get_by_role("heading", name=name, exact=True).count() == 1, name
-    page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)  # plotly.js loads after the script ends
-    assert page.locator('[data-testid="stDataFrame"]').count() == 1  # the figures table
+    chart = page.locator('[data-testid="stImage"] img')  # coherence vs diversity: an SVG drawn on the server
+    chart.wait_for(timeout=60_000)
+    svg = base64.b64decode(chart.get_attribute("src").split(",", 1)[1]).decode()
+    assert svg.count('class="dp-point"') == len(LINEUP) and chart.bounding_box()["height"] > 200
+    assert chart.evaluate("img => img.complete && img.naturalWidth > 0")  # the browser decoded and drew it
+    table = page.locator("table.dp-table")  # the figures table
+    assert table.count() == 1 and table.locator("tbody tr").count() == len(LINEUP)
+    assert table.locator("th").first.inner_text() == "run"
     # hovering a token shows its card of alternatives
     token = page.locator(".dp-tok").first
     token.hover()

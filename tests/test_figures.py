@@ -156,6 +156,20 @@ def test_lineup_chart_has_no_overlapping_text_and_a_table(playground):
     assert all("text" not in t.mode for t in chart.data)  # labels were text at the marker: they overlapped
     assert chart.layout.showlegend and [t.name for t in chart.data] == [r.name for r in result.runs]
     assert len({(t.marker.color, t.marker.symbol) for t in chart.data}) == len(runs)
+    svg = figures.lineup_chart_svg(result.runs)
+    assert svg.startswith("<svg") and svg.count('class="dp-point"') == len(runs)
+    points = re.findall(r'class="dp-point" transform="translate\(([\d.]+) ([\d.]+)\)"><title>([^<]*)</title>'
+                        r'<path d="([^"]+)" fill="([^"]+)"', svg)
+    assert [p[2].split("\n")[0] for p in points] == [r.name for r in result.runs]
+    assert len({(p[3], p[4]) for p in points}) == len(runs)  # told apart by marker and colour, as the plotly chart
+    for (x, y, *_), run in zip(points, result.runs):  # further right = more diverse, higher = more coherent
+        f = run.best.figures()
+        for (x2, y2, *_), other in zip(points, result.runs):
+            g = other.best.figures()
+            if f["distinct"]["distinct_2"] > g["distinct"]["distinct_2"]:
+                assert float(x) > float(x2)
+            if f["mean_logprob"] > g["mean_logprob"]:
+                assert float(y) < float(y2)
     rows = figures.lineup_table(result.runs)
     assert [r["run"] for r in rows] == [r.name for r in result.runs]
     f = result.runs[1].best.figures()

@@ -4,6 +4,7 @@ Pages are run from their own files (as AppTest.switch_page would): each draws th
 itself, so its widgets are there without the entry file.
 """
 
+import base64
 import re
 from pathlib import Path
 
@@ -59,7 +60,8 @@ def test_compare_lineup_seed_and_link_round_trip():
     assert names == {"greedy", "beam 5", "beam 5 + no-repeat 2", "temperature 0.5", "temperature 1.0",
                      "temperature 2.0", "top-k 50", "top-p 0.9"}
     before = outputs(at)
-    assert len(at.get("plotly_chart")) == 1
+    charts = [base64.b64decode(i.proto.imgs[0].url.split(",", 1)[1]).decode() for i in at.get("image")]
+    assert len(charts) == 1 and charts[0].count('class="dp-point"') == 8  # one point per run, an SVG image
     # the URL holds the whole state ...
     params = dict(at.query_params)
     assert params["prompt"] == "Romeo.\n" and params["seed"] == "0" and "beam(num_beams=5)" in params["lineup"]

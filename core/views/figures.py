@@ -381,6 +381,76 @@ def lineup_chart(runs: list[RunTrace]) -> go.Figure:
     return fig
 
 
+SVG_MARKERS = {  # the plotly chart's symbols, as SVG paths around (0, 0) for a marker of size ~13 px
+    "circle": "M 6.5 0 A 6.5 6.5 0 1 1 -6.5 0 A 6.5 6.5 0 1 1 6.5 0 Z",
+    "square": "M -5.8 -5.8 H 5.8 V 5.8 H -5.8 Z",
+    "diamond": "M 0 -7.5 L 7.5 0 L 0 7.5 L -7.5 0 Z",
+}
+
+
+def _ticks(low: float, high: float, count: int = 5) -> list[float]:
+    """Round tick values across [low, high]."""
+    raw = (high - low) / max(1, count)
+    magnitude = 10 ** math.floor(math.log10(raw)) if raw > 0 else 1.0
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    first = math.ceil(low / step) * step
+    return [round(first + i * step, 10) for i in range(int((high - first) / step + 1e-9) + 1)]
+
+
+def lineup_chart_svg(runs: list[RunTrace]) -> str:
+    """`lineup_chart` drawn as SVG, for the Compare page: the same points, markers, colours and legend
+    (each point's figures as its title, where the SVG is inline). It needs no chart library in the
+    browser: loading plotly.js held a new visitor's Compare results back by about 1.5 s."""
+    width, height, left, right, top, bottom = 760, 360, 64, 250, 38, 52
+    points = []
+    for i, run in enumerate(runs):
+        f = run.best.figures()
+        points.append((f["distinct"]["distinct_2"], f["mean_logprob"], f, run, RUN_COLOURS[i % len(RUN_COLOURS)]))
+    xs = [x for x, *_ in points] or [0.0]
+    ys = [y for _, y, *_ in points if math.isfinite(y)] or [0.0]
+    x_low, x_high = min(0.0, min(xs)) - 0.03, max(1.0, max(xs)) + 0.03  # room for a marker at 0 or 1
+    pad = max(0.5, 0.08 * (max(ys) - min(ys)))
+    y_low, y_high = min(ys) - pad, max(ys) + pad
+    plot_w, plot_h = width - left - right, height - top - bottom
+
+    def sx(x):
+        return left + (x - x_low) / (x_high - x_low) * plot_w
+
+    def sy(y):
+        return top + (y_high - y) / (y_high - y_low) * plot_h
+
+    parts = [f'<svg class="dp-chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
+             f'width="100%" style="max-width:{width}px" font-family="sans-serif" role="img" '
+             'aria-label="Coherence vs diversity">',
+             f'<text x="{left}" y="22" font-size="16" font-weight="600" fill="#333">Coherence vs diversity</text>']
+    for x in _ticks(0.0, 1.0):
+        parts.append(f'<line x1="{sx(x):.1f}" y1="{top}" x2="{sx(x):.1f}" y2="{top + plot_h}" stroke="#eee"/>'
+                     f'<text x="{sx(x):.1f}" y="{top + plot_h + 16}" font-size="11" fill="#666" '
+                     f'text-anchor="middle">{x:g}</text>')
+    for y in _ticks(y_low, y_high):
+        parts.append(f'<line x1="{left}" y1="{sy(y):.1f}" x2="{left + plot_w}" y2="{sy(y):.1f}" stroke="#eee"/>'
+                     f'<text x="{left - 6}" y="{sy(y) + 4:.1f}" font-size="11" fill="#666" '
+                     f'text-anchor="end">{y:g}</text>')
+    parts.append(f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#ccc"/>'
+                 f'<text x="{left + plot_w / 2:.1f}" y="{height - 10}" font-size="12" fill="#444" '
+                 'text-anchor="middle">diversity: distinct-2 (higher = less repetition)</text>'
+                 f'<text transform="translate(16 {top + plot_h / 2:.1f}) rotate(-90)" font-size="12" fill="#444" '
+                 'text-anchor="middle">coherence: mean raw log-prob per token</text>')
+    for k, (x, y, f, run, colour) in enumerate(points):
+        marker = SVG_MARKERS[STRATEGY_SYMBOLS.get(run.strategy, "circle")]
+        title = html.escape(f"{run.name}\ndistinct-2 {x:.2f}\nmean raw log-prob {y:.2f}\n"
+                            f"perplexity {f['perplexity']:.1f}\nsequence log-prob (raw) {f['sequence_logprob']:.2f}")
+        if math.isfinite(y):
+            parts.append(f'<g class="dp-point" transform="translate({sx(x):.1f} {sy(y):.1f})"><title>{title}</title>'
+                         f'<path d="{marker}" fill="{colour}" stroke="#333" stroke-width="1"/></g>')
+        ly = top + 8 + 18 * k
+        parts.append(f'<g transform="translate({left + plot_w + 22} {ly})"><title>{title}</title>'
+                     f'<path d="{marker}" transform="scale(0.8)" fill="{colour}" stroke="#333" stroke-width="1"/>'
+                     f'<text x="14" y="4" font-size="12" fill="#333">{html.escape(run.name)}</text></g>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
 def lineup_table(runs: list[RunTrace]) -> list[dict]:
     """One row per run (its best sequence): the figures the Compare page shows side by side."""
     rows = []
