@@ -465,7 +465,7 @@ def lineup_table(runs: list[RunTrace]) -> list[dict]:
             "distinct-2": round(f["distinct"]["distinct_2"], 3),
             "repeated 2-grams": f["repeated_ngrams"]["2-grams"],
             "tokens": len(seq.ids),
-            "finish": FINISH_REASONS.get(seq.finish_reason, seq.finish_reason),
+            "finish": SHORT_FINISH.get(seq.finish_reason, seq.finish_reason),
         })
     return rows
 
