@@ -18,7 +18,7 @@ from functools import lru_cache
 import numpy as np
 import plotly.graph_objects as go
 
-from core.decoding.trace import FINISH_REASONS, RunTrace, Sequence
+from core.decoding.trace import RunTrace, Sequence
 
 STATUS_COLOURS = {"kept": "#1f77b4", "finished": "#2ca02c", "pruned": "#b0b0b0"}
 BEST_COLOUR = "#d62728"
