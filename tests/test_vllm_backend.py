@@ -4,7 +4,6 @@ reference. The server's venv is built once per machine and reused; a server that
 started fails these tests (it never skips them)."""
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -12,7 +11,6 @@ import threading
 from pathlib import Path
 
 import pytest
-import torch
 from hypothesis import given, settings as hsettings, strategies as st
 
 from core.backends import open_playground
