@@ -283,3 +283,11 @@ def test_a_new_strategy_is_one_new_file(tmp_path, tiny_dir, playground):
     proc = cli("decode", "--model", str(tiny_dir), "--prompt", prompt, "--strategy", "kth", "--rank", "0")
     assert proc.returncode == 2 and proc.stderr.strip().startswith("error: rank must be a whole number from 1")
     assert "kth_choice_search" not in REGISTRY  # the real registry never saw it
+
+
+@pytest.mark.parametrize("line", ["kth(rank=2)", "bogus(top_k=5)", "bogus"])
+def test_a_line_with_no_known_strategy_says_so(line):
+    with pytest.raises(InvalidSetting) as caught:
+        share.parse_lineup(f"greedy\n{line}", max_new_tokens=8, seed=0)
+    assert str(caught.value) == (f"Line 2 of the line-up: '{line}' names no strategy: begin it with one of "
+                                 "beam, contrastive, greedy, sample.")

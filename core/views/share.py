@@ -56,6 +56,8 @@ def parse_run(spec: str, *, max_new_tokens: int, seed: int) -> DecodeSettings:
     strategy, _, rest = spec.partition("(")
     if rest and not rest.endswith(")"):
         raise InvalidSetting(f"{quote(spec)} is malformed: expected strategy(name=value,...).")
+    if strategy.strip() not in STRATEGIES:  # first: an unknown strategy's settings are unknown too
+        raise InvalidSetting(f"{quote(spec)} names no strategy: begin it with one of {', '.join(STRATEGIES)}.")
     values = {}
     for item in filter(None, rest[:-1].split(",")) if rest else []:
         name, eq, text = item.partition("=")
@@ -66,8 +68,6 @@ def parse_run(spec: str, *, max_new_tokens: int, seed: int) -> DecodeSettings:
             values[name] = _parse_value(name, text.strip())
         except ValueError:
             raise InvalidSetting(f"{quote(spec)} gives {name} the value {quote(text)}, which is not a number.") from None
-    if strategy.strip() not in STRATEGIES:
-        raise InvalidSetting(f"{quote(spec)} names no strategy: begin it with one of {', '.join(STRATEGIES)}.")
     return DecodeSettings(strategy=strategy.strip(), max_new_tokens=max_new_tokens, seed=seed, **values)
 
 
