@@ -166,7 +166,8 @@ def test_cli_table_marks_the_human_row(tiny_dir, capsys):
     (["--lineup", "sample(top_k=0)", "--samples", "50", "--max-new-tokens", "200", "--prompt", "a", "--prompt", "b",
       "--prompt", "c", "--prompt", "d", "--prompt", "e", "--prompt", "f", "--prompt", "g", "--prompt", "h",
       "--prompt", "i", "--prompt", "j", "--prompt", "k"], "at most 100,000"),
-    (["--lineup", "wibble(x=1)"], "unknown setting"),
+    (["--lineup", "wibble(x=1)"], "names no strategy"),
+    (["--lineup", "sample(x=1)"], "unknown setting"),
     (["--human-count", "-1"], "from 0 to 300"),
 ])
 def test_cli_bad_input_is_one_sentence(argv, words):
