@@ -164,13 +164,20 @@ class Playground:
                              parameters=self.parameters, device_type=self.lm.device.type, max_rows=max_rows)
         ids, notices = self.encode_prompt(prompt, longest + len(continuation or []), truncate=truncate)
         ids = ids + list(continuation or [])
-        self.check_memory(runs, len(ids))
         started = time.perf_counter()
-        raw_runs = engine.decode_batch(self.lm, ids, runs, top_n=top_n, keep_distributions=keep_distributions,
-                                       forced_ids=forced_ids, on_step=on_step)
+        raw_runs = self.decode_ids(ids, runs, notices, top_n=top_n, keep_distributions=keep_distributions,
+                                   forced_ids=forced_ids, on_step=on_step)
         traces = [self._trace(r, len(ids)) for r in raw_runs]
         return DecodeResult(self.name, self.device, ids, self.text(ids), traces, notices,
                             time.perf_counter() - started, self.dtype)
+
+    def decode_ids(self, ids: list[int], runs: list[DecodeSettings], notices: list[str], *, top_n: int,
+                   keep_distributions: bool, forced_ids: list[int] | None, on_step) -> list[engine.RawRun]:
+        """The runs on checked prompt ids, as `RawRun`s: here, our engine in this process (a backend
+        overrides this, and may add to `notices`)."""
+        self.check_memory(runs, len(ids))
+        return engine.decode_batch(self.lm, ids, runs, top_n=top_n, keep_distributions=keep_distributions,
+                                   forced_ids=forced_ids, on_step=on_step)
 
     def decode(self, prompt: str, settings: DecodeSettings, **kwargs) -> DecodeResult:
         return self.compare(prompt, [settings], **kwargs)

@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -36,7 +35,6 @@ from urllib.parse import urlparse
 import torch
 import torch.nn.functional as F
 
-from core import limits
 from core.decoding.strategies.base import (
     RawRun,
     RawSequence,
@@ -45,12 +43,12 @@ from core.decoding.strategies.base import (
     apply_processors,
     build_processors,
     chosen_figures,
-    curve_points,
+    raw_step,
 )
 from core.errors import InvalidSetting, ModelUnavailable, PlaygroundError
 from core.models import registry
 from core.models.lm import ModelFacts
-from core.playground import DecodeResult, Playground
+from core.playground import Playground
 
 CONNECT_TIMEOUT_S = 5.0  # a server that does not accept a connection in 5 s is down or unreachable
 SECONDS_PER_TOKEN = 2.0  # a generous bound on the server's time per generated token, under load
@@ -259,30 +257,18 @@ class VLLMPlayground(Playground):
         return None
 
     # decoding ------------------------------------------------------------------------------------
-    def compare(self, prompt: str, runs: list, *, truncate: bool = True, top_n: int = 10,
-                keep_distributions: bool = False, forced_ids: list[int] | None = None,
-                continuation: list[int] | None = None, on_step=None, max_rows: int = limits.MAX_ROWS) -> DecodeResult:
-        if not runs:
-            raise InvalidSetting("There is nothing to run: add at least one strategy.")
-        if not isinstance(top_n, int) or not 1 <= top_n <= 100:
-            raise InvalidSetting(f"top_n (candidates recorded per step) must be from 1 to 100, got {top_n!r}.")
+    def decode_ids(self, ids: list[int], runs: list, notices: list[str], *, top_n: int, keep_distributions: bool,
+                   forced_ids: list[int] | None, on_step) -> list[RawRun]:
+        """The runs vLLM's API can do, as concurrent requests; the others are named in `notices`."""
         if forced_ids is not None or keep_distributions:
             raise InvalidSetting("The vLLM backend cannot follow a given token path or return whole processed "
                                  "distributions; use the local backend for this view.")
-        for s in runs:
-            self.check(s)
-        limits.check_request(runs=len(runs), rows=sum(s.rows for s in runs), new_tokens=max(s.max_new_tokens for s in runs),
-                             parameters=0, device_type="cuda", max_rows=max_rows)
-        longest = max(s.max_new_tokens for s in runs)
-        ids, notices = self.encode_prompt(prompt, longest + len(continuation or []), truncate=truncate)
-        ids = ids + list(continuation or [])
         runnable = [s for s in runs if self.unsupported(s) is None]
         for s in runs:
             if (why := self.unsupported(s)) is not None:
                 notices.append(f"Skipped on the vLLM backend: {s.name()} ({why}).")
         if not runnable:
             raise InvalidSetting("The vLLM backend can run none of these runs: " + " ".join(notices))
-        started = time.perf_counter()
         with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_REQUESTS, len(runnable))) as pool:
             futures = [pool.submit(_as_sentence(self._run), s, ids, top_n) for s in runnable]
             raw_runs = []
@@ -290,9 +276,7 @@ class VLLMPlayground(Playground):
                 raw_runs.append(future.result())
                 if on_step is not None:
                     on_step(k * 4, [r.sequences[0].ids for r in raw_runs])
-        traces = [self._trace(r, len(ids)) for r in raw_runs]
-        return DecodeResult(self.name, self.device, ids, self.text(ids), traces, notices,
-                            time.perf_counter() - started, self.dtype)
+        return raw_runs
 
     def _logprobs_asked(self, top_n: int) -> int:
         return self.facts.vocab_size if self.full_vocabulary else top_n
@@ -379,14 +363,8 @@ class VLLMPlayground(Playground):
         scores, kept, banned = apply_processors(processors, torch.tensor([context]), raw_lp)
         proc_lp = raw_lp if scores is raw_lp else F.log_softmax(scores, dim=-1)
         stats = RowStats(raw_lp, proc_lp, kept, banned, min(top_n, self.facts.vocab_size), False)
-        host = stats.to_host()
         lp, plp, rank, prank = (f.item() for f in chosen_figures(raw_lp, proc_lp, torch.tensor([token])))
-        return RawStep(id=token, logprob=lp, processed_logprob=plp, rank=int(rank), processed_rank=int(prank),
-                       entropy=host["entropy"][0], processed_entropy=host["processed_entropy"][0],
-                       top_ids=host["top_ids"][0], top_probs=host["top_probs"][0],
-                       top_processed_probs=host["top_processed"][0], kept={k: v[0] for k, v in host["kept"].items()},
-                       banned={k: v[0] for k, v in banned.items()},
-                       curve=curve_points(host["curve_ranks"][0], host["curve_mass"][0]))
+        return raw_step(stats, 0, token, (lp, plp, int(rank), int(prank)))
 
     # scoring ---------------------------------------------------------------------------------------
     def score_ids(self, ids: list[int]):

@@ -246,16 +246,19 @@ class Strategy:
     def result(self) -> RawRun:
         raise NotImplementedError
 
-    def _raw_step(self, stats: RowStats, row: int, token_id: int, figures) -> RawStep:
-        host = stats.to_host()
-        lp, plp, rank, prank = figures
-        return RawStep(
-            id=token_id, logprob=lp, processed_logprob=plp, rank=rank, processed_rank=prank,
-            entropy=host["entropy"][row], processed_entropy=host["processed_entropy"][row],
-            top_ids=host["top_ids"][row], top_probs=host["top_probs"][row],
-            top_processed_probs=host["top_processed"][row],
-            kept={k: v[row] for k, v in host["kept"].items()},
-            banned={k: v[row] for k, v in stats.banned.items()},
-            curve=curve_points(host["curve_ranks"][row], host["curve_mass"][row]),
-            distribution=stats.distributions[row] if stats.distributions is not None else None,
-        )
+
+
+def raw_step(stats: RowStats, row: int, token_id: int, figures) -> RawStep:
+    """One token's `RawStep` from its step's statistics, row `row`, and its (lp, processed lp, rank, processed rank)."""
+    host = stats.to_host()
+    lp, plp, rank, prank = figures
+    return RawStep(
+        id=token_id, logprob=lp, processed_logprob=plp, rank=rank, processed_rank=prank,
+        entropy=host["entropy"][row], processed_entropy=host["processed_entropy"][row],
+        top_ids=host["top_ids"][row], top_probs=host["top_probs"][row],
+        top_processed_probs=host["top_processed"][row],
+        kept={k: v[row] for k, v in host["kept"].items()},
+        banned={k: v[row] for k, v in stats.banned.items()},
+        curve=curve_points(host["curve_ranks"][row], host["curve_mass"][row]),
+        distribution=stats.distributions[row] if stats.distributions is not None else None,
+    )

@@ -15,7 +15,16 @@ import torch.nn.functional as F
 from core.decoding.knobs import knob, num
 from core.decoding.strategies import register
 from core.errors import InvalidSetting
-from core.decoding.strategies.base import RawBeamNode, RawRun, RawSequence, RowStats, Strategy, apply_processors, chosen_figures
+from core.decoding.strategies.base import (
+    RawBeamNode,
+    RawRun,
+    RawSequence,
+    RowStats,
+    Strategy,
+    apply_processors,
+    chosen_figures,
+    raw_step,
+)
 
 
 @dataclass
@@ -205,7 +214,7 @@ class BeamSearch(Strategy):
         scores = self.beam_scores[0].tolist()
         sequences = []
         for hyp, score in zip(self.finished[: self.settings.num_return_sequences], scores):
-            steps = [self._raw_step(self.stats[i], row, token, figs)
+            steps = [raw_step(self.stats[i], row, token, figs)
                      for i, (row, token, figs) in enumerate(hyp.path)]
             last = hyp.path[-1][1]
             reason = "eos" if last in self.facts.eos_token_ids else "max_new_tokens"

@@ -20,7 +20,15 @@ import torch.nn.functional as F
 from core.decoding.knobs import knob, num
 from core.decoding.strategies import register
 from core.errors import InvalidSetting
-from core.decoding.strategies.base import RawRun, RawSequence, RowStats, Strategy, apply_processors, chosen_figures
+from core.decoding.strategies.base import (
+    RawRun,
+    RawSequence,
+    RowStats,
+    Strategy,
+    apply_processors,
+    chosen_figures,
+    raw_step,
+)
 
 
 @register("contrastive_search")
@@ -110,6 +118,6 @@ class ContrastiveSearch(Strategy):
         self.done = self.finish == "eos" or len(self.records) >= self.max_new_tokens
 
     def result(self) -> RawRun:
-        steps = [self._raw_step(self.stats[i], 0, token, (lp, plp, int(rank), int(prank)))
+        steps = [raw_step(self.stats[i], 0, token, (lp, plp, int(rank), int(prank)))
                  for i, (token, (lp, plp, rank, prank)) in enumerate(self.records)]
         return RawRun(self.settings, [RawSequence(steps, self.finish)])

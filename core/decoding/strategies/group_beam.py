@@ -18,7 +18,16 @@ import torch.nn.functional as F
 
 from core.decoding.knobs import knob, num
 from core.decoding.strategies import register
-from core.decoding.strategies.base import RawBeamNode, RawRun, RawSequence, RowStats, Strategy, apply_processors, chosen_figures
+from core.decoding.strategies.base import (
+    RawBeamNode,
+    RawRun,
+    RawSequence,
+    RowStats,
+    Strategy,
+    apply_processors,
+    chosen_figures,
+    raw_step,
+)
 from core.decoding.strategies.beam import BeamSearch, Hypothesis, check_returned_beams
 from core.errors import InvalidSetting
 
@@ -250,7 +259,7 @@ class GroupBeamSearch(Strategy):
     def result(self) -> RawRun:
         sequences = []
         for score, hyp in self._finalize():
-            steps = [self._raw_step(self.stats[i], row, token, figs) for i, (row, token, figs) in enumerate(hyp.path)]
+            steps = [raw_step(self.stats[i], row, token, figs) for i, (row, token, figs) in enumerate(hyp.path)]
             reason = "eos" if hyp.path[-1][1] in self.facts.eos_token_ids else "max_new_tokens"
             sequences.append(RawSequence(steps, reason, beam_score=score))
         return RawRun(self.settings, sequences, beam_tree=self.tree)

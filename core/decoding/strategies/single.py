@@ -17,7 +17,16 @@ from transformers.generation.logits_process import (
 from core.decoding.knobs import knob, num
 from core.decoding.strategies import register
 from core.errors import InvalidSetting
-from core.decoding.strategies.base import RawRun, RawSequence, RawStep, RowStats, Strategy, apply_processors, chosen_figures
+from core.decoding.strategies.base import (
+    RawRun,
+    RawSequence,
+    RawStep,
+    RowStats,
+    Strategy,
+    apply_processors,
+    chosen_figures,
+    raw_step,
+)
 
 
 class _OneRowPerSequence(Strategy):
@@ -69,7 +78,7 @@ class _OneRowPerSequence(Strategy):
             for row in range(self.rows):
                 if live[row]:
                     lp, plp, rank, prank = figs[row]
-                    steps_per_row[row].append(self._raw_step(
+                    steps_per_row[row].append(raw_step(
                         self.stats[step], row, ids[row], (lp, plp, int(rank), int(prank))))
         for row in range(self.rows):
             sequences.append(RawSequence(steps_per_row[row], self.finish[row]))
