@@ -66,7 +66,9 @@ st.image(figures.lineup_chart_svg(result.runs), width=760)
 
 rec = recipe.recipe(result, runs, state(PAGE, "prompt"))
 snippet = recipe.generate_snippet(rec)
-with st.expander("Export and reproduce"):
+# on_change="rerun": the code view is drawn only once the expander is opened. Its syntax highlighter is 1.6 MB
+# of JavaScript that a new visitor's browser would otherwise fetch and parse before showing any result.
+with st.expander("Export and reproduce", key=f"{PAGE}__export_open", on_change="rerun") as export:
     cols = st.columns(5)
     # callables: each export is built when its button is clicked, not on every rerun
     cols[0].download_button("JSON", lambda: recipe.to_json(result, rec), "decoding.json", "application/json")
@@ -77,4 +79,5 @@ with st.expander("Export and reproduce"):
     cols[4].download_button("Recipe", snippet, "recipe.py", "text/x-python")
     st.caption("The recipe runs on its own with the pinned torch and transformers and the model folder, and "
                "prints the texts above.")
-    st.code(snippet, language="python")
+    if export.open:
+        st.code(snippet, language="python")

@@ -121,7 +121,14 @@ def test_compare_runs_the_lineup_in_a_real_browser(server, browser, tmp_path):
     assert card.is_visible() and "alternatives" in card.inner_text().lower()
     shoot(page, "1_compare")
     # the exports are built on click: download the JSON and the HTML page for real and read them
+    # the recipe's code view is drawn once the expander opens (its highlighter is not loaded before)
+    assert page.locator('[data-testid="stCode"]').count() == 0
     page.get_by_text("Export and reproduce").click()
+    page.wait_for_timeout(100)
+    settled(page)
+    code = page.locator('[data-testid="stCode"]')
+    code.wait_for(timeout=60_000)
+    assert ".generate(" in code.inner_text() and "shakespeare-gpt2" in code.inner_text()
     with page.expect_download(timeout=60_000) as download:
         page.get_by_role("button", name="JSON").click()
     data = json.loads(Path(download.value.path()).read_text())
