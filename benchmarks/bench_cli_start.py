@@ -4,8 +4,10 @@
 
 Each command runs as a fresh process (what a user waits for), interleaved, after one warm-up run of
 each (the page cache then holds the libraries, as on a machine in use). Prints the median, min and max
-wall time of each, the import time of the libraries alone (`python -c "import torch, transformers"`)
-as the floor no lazy import can go under, and the machine's load beside them.
+wall time of each, the import time of the libraries alone as the floors no lazy import can go under
+(torch alone; torch and transformers' generation code, which the strategies' processors come from; and
+transformers' model base class, which loading any transformers model imports), and the machine's load
+beside them.
 """
 
 from __future__ import annotations
@@ -22,7 +24,11 @@ ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = {
     "models": [sys.executable, "-m", "core", "models"],
     "decode (5 tokens)": [sys.executable, "-m", "core", "decode", "--prompt", "To be", "--max-new-tokens", "5"],
+    "floor: import torch": [sys.executable, "-c", "import torch"],
     "floor: import torch, transformers": [sys.executable, "-c", "import torch, transformers.generation"],
+    # what from_pretrained needs before it reads a weight: every transformers model class is a PreTrainedModel
+    "floor: + transformers' model classes": [sys.executable, "-c",
+                                             "import torch, transformers.generation, transformers.modeling_utils"],
 }
 
 
@@ -45,7 +51,7 @@ def main() -> None:
         for name, command in COMMANDS.items():
             times[name].append(timed(command))
     for name, values in times.items():
-        print(f"{name:<36} median {statistics.median(values):6.2f} s  (min {min(values):.2f}, max {max(values):.2f})")
+        print(f"{name:<40} median {statistics.median(values):6.2f} s  (min {min(values):.2f}, max {max(values):.2f})")
     print(f"load after: {os.getloadavg()}")
 
 
