@@ -114,6 +114,8 @@ def test_compare_runs_the_lineup_in_a_real_browser(server, browser, tmp_path):
     table = page.locator("table.dp-table")  # the figures table
     assert table.count() == 1 and table.locator("tbody tr").count() == len(LINEUP)
     assert table.locator("th").first.inner_text() == "run"
+    last, main = table.locator("th").last.bounding_box(), page.locator('[data-testid="stMain"]').bounding_box()
+    assert last["x"] + last["width"] <= main["x"] + main["width"], "the table's last column is cut off"
     # hovering a token shows its card of alternatives
     token = page.locator(".dp-tok").first
     token.hover()

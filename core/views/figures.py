@@ -173,7 +173,8 @@ table.dp-table th,table.dp-table td{border-bottom:1px solid #e3e3e3;padding:4px 
  vertical-align:top}
 table.dp-table td.dp-wide{width:68%}
 table.dp-table td.dp-short{white-space:nowrap}
-table.dp-table th{font-weight:600;color:#444;white-space:nowrap}
+table.dp-table th{font-weight:600;color:#444;vertical-align:bottom}
+.dp-scroll{overflow-x:auto}
 table.dp-table td.dp-num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 """
 
@@ -490,7 +491,9 @@ def table_html(rows: list[dict], html_columns: tuple[str, ...] = ()) -> str:
             else:
                 cells.append(f"<td>{html.escape(str(v))}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return f'{_style()}<table class="dp-table"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+    # headers wrap so that the table fits its column; a table wider still scrolls instead of being cut
+    return (f'{_style()}<div class="dp-scroll"><table class="dp-table"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table></div>')
 
 
 # ---------------------------------------------------------------------------------------------
