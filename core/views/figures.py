@@ -173,8 +173,8 @@ table.dp-table th,table.dp-table td{border-bottom:1px solid #e3e3e3;padding:4px 
  vertical-align:top}
 table.dp-table td.dp-wide{width:68%}
 table.dp-table td.dp-short{white-space:nowrap}
-table.dp-table th{font-weight:600;color:#444;vertical-align:bottom}
-.dp-scroll{overflow-x:auto}
+table.dp-table th{font-weight:600;color:#444;white-space:nowrap;vertical-align:bottom}
+table.dp-table.dp-figures th{white-space:normal}
 table.dp-table td.dp-num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 """
 
@@ -491,9 +491,11 @@ def table_html(rows: list[dict], html_columns: tuple[str, ...] = ()) -> str:
             else:
                 cells.append(f"<td>{html.escape(str(v))}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    # headers wrap so that the table fits its column; a table wider still scrolls instead of being cut
-    return (f'{_style()}<div class="dp-scroll"><table class="dp-table"><thead><tr>{head}</tr></thead>'
-            f'<tbody>{"".join(body)}</tbody></table></div>')
+    # A table of figures only lets its headers wrap, so that many columns fit (Compare's eight). A table
+    # with a text column keeps them on one line and gives the text the room. No scrolling box around
+    # either: it would clip the hover cards of the tokens in the cells.
+    classes = "dp-table" if html_columns else "dp-table dp-figures"
+    return f'{_style()}<table class="{classes}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
 # ---------------------------------------------------------------------------------------------
