@@ -11,14 +11,12 @@ import os
 import streamlit as st
 from streamlit.errors import StreamlitPageNotFoundError
 
-from core.models import registry
-
 from core import serving
-
-from core.views import share
-from core.errors import PlaygroundError
-from core.playground import DecodeResult, Playground
 from core.decoding.settings import DEFAULT_MAX_NEW_TOKENS, DecodeSettings
+from core.errors import PlaygroundError
+from core.models import registry
+from core.playground import DecodeResult, Playground
+from core.views import share
 from core.views.share import Param
 
 UNICORN = ("In a shocking finding, scientist discovered a herd of unicorns living in a remote, previously "

@@ -13,16 +13,14 @@ from functools import lru_cache
 
 import torch
 
-from core.decoding import engine
-
 from core import limits
-
-from core.models import registry
-from core.errors import InvalidSetting, PlaygroundError
-from core.models.lm import StepModel, adapter_for
+from core.decoding import engine
 from core.decoding.scoring import ScoredToken, ScoreResult, score_ids
 from core.decoding.settings import DEFAULT_MAX_NEW_TOKENS, DecodeSettings, lineup_seeds, validate
 from core.decoding.trace import DISTRIBUTIONS, BeamNode, Candidate, RunTrace, Sequence, Step
+from core.errors import InvalidSetting, PlaygroundError
+from core.models import registry
+from core.models.lm import StepModel, adapter_for
 
 
 def default_lineup(max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, seed: int = 0) -> list[DecodeSettings]:

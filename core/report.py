@@ -33,11 +33,10 @@ from pathlib import Path
 import numpy as np
 
 from core import limits
-
-from core.views import share
-from core.errors import InvalidSetting
 from core.decoding.settings import DecodeSettings
 from core.decoding.trace import distinct_n, repeated_ngrams
+from core.errors import InvalidSetting
+from core.views import share
 
 ROOT = Path(__file__).resolve().parents[1]
 HUMAN_FILE = ROOT / "assets" / "human" / "shakespeare-heldout.jsonl"
