@@ -69,7 +69,52 @@ def server() -> tuple[serving.SharedResults, serving.DecodeSlots]:
 
     slots, threads = serving.plan_threads()
     torch.set_num_threads(threads)
-    return serving.SharedResults(serving.cache_bytes()), serving.DecodeSlots(slots)
+    return serving.SharedResults(serving.cache_bytes()), serving.DecodeSlots(slots, **serving.queue_bounds())
+
+
+@st.cache_resource
+def remote_slots() -> serving.DecodeSlots:
+    """Requests to vLLM servers: the server batches them, so many go at once, but each visitor's waiting
+    ones are bounded as locally. A server request cannot be paused, so nothing yields mid-run."""
+    return serving.DecodeSlots(serving.REMOTE_SLOTS, quantum=float("inf"), **serving.queue_bounds())
+
+
+def visitor() -> str:
+    """Who this session counts as: its client address, so that many tabs from one address are one visitor."""
+    hops = serving.trusted_proxy_hops()
+    forwarded = st.context.headers.get("X-Forwarded-For") if hops else None
+    return serving.visitor_address(st.context.ip_address, forwarded, hops)
+
+
+def _session_alive():
+    """Whether this browser session is still connected (a closed tab's work is dropped at its next step)."""
+    from streamlit import runtime
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    if ctx is None or not runtime.exists():
+        return lambda: True
+    instance = runtime.get_instance()
+    return lambda: instance.is_active_session(ctx.session_id)
+
+
+def in_turn(pg, work, progress):
+    """Run `work` when it is this visitor's turn (see serving.DecodeSlots); the page's `progress`
+    placeholder shows the place in the queue. Call `step_boundary` from work's per-step callback."""
+    slots = remote_slots() if is_remote(pg) else server()[1]
+    return slots.run(work, _waiting_note(progress), visitor=visitor(), alive=_session_alive())
+
+
+def step_boundary(pg, progress) -> None:
+    """Where a running decode gives the cores to a waiting visitor whose turn it is, or stops if its tab is gone."""
+    (remote_slots() if is_remote(pg) else server()[1]).checkpoint(_waiting_note(progress))
+
+
+def _waiting_note(progress):
+    def on_wait(ahead: int) -> None:
+        progress.info(f"The server is decoding for other visitors: {ahead} request(s) ahead of yours.",
+                      icon=":material/hourglass_top:")
+    return on_wait
 
 
 def warn(message: str) -> None:
@@ -230,24 +275,22 @@ def decode(pg: Playground, prompt: str, runs: list[DecodeSettings], **kwargs) ->
     key = ("decode", prompt, share.lineup_spec(runs), tuple(s.seed for s in runs),
            tuple(s.max_new_tokens for s in runs), repr(sorted(kwargs.items())))
     progress = st.empty()
-    _, slots = server()
-
-    def on_wait(ahead: int) -> None:
-        progress.info(f"The server is decoding for other visitors: {ahead} request(s) ahead of yours.",
-                      icon=":material/hourglass_top:")
 
     def on_step(step: int, ids: list[list[int]]) -> None:
+        step_boundary(pg, progress)
         if step % 4 == 0:  # each update is also where a rerun can interrupt a long run
             total = max(s.max_new_tokens for s in runs)
             progress.progress(min(1.0, (step + 1) / total),
                               text=share.plain(f"step {step + 1}: " + " | ".join(pg.text(i)[-40:] for i in ids[:4])))
 
     try:
-        return remember((pg.fingerprint(), *key), lambda: slots.run(lambda: pg.compare(prompt, runs, on_step=on_step, **kwargs),
-                                                   on_wait=on_wait))
+        return remember((pg.fingerprint(), *key),
+                        lambda: in_turn(pg, lambda: pg.compare(prompt, runs, on_step=on_step, **kwargs), progress))
     except PlaygroundError as exc:
         fail(str(exc))
         return None
+    except serving.Cancelled:
+        st.stop()  # the visitor is gone: nothing to show to anyone
     finally:
         progress.empty()
 
