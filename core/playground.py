@@ -42,7 +42,7 @@ def default_lineup(max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, seed: int = 0) 
 
 @dataclass
 class DecodeResult:
-    model: str
+    model: str  # as exports name it (`registry.public_name`): never a folder's path
     device: str
     prompt_ids: list[int]
     prompt_text: str  # the prompt as decoded, after any cut
@@ -50,6 +50,9 @@ class DecodeResult:
     notices: list[str] = field(default_factory=list)
     seconds: float = 0.0
     dtype: str = "float32"  # of the weights the runs were decoded with
+    # what the model was loaded by (a name or a folder's path): only the recipe reads it, to find the model's
+    # files; to_dict leaves it out, so no export carries a path
+    loaded_from: str = field(default="", repr=False)
 
     def to_dict(self) -> dict:
         return {"model": self.model, "device": self.device, "dtype": self.dtype, "prompt_ids": self.prompt_ids,
@@ -63,6 +66,7 @@ class DecodeResult:
 class Playground:
     def __init__(self, name: str, lm: StepModel, tokenizer, model=None):
         self.name = name
+        self.label = registry.public_name(name)  # what results and exports call the model
         self.lm = lm
         self.tokenizer = tokenizer
         self.model = model  # the underlying torch module, for anatomy and attention views
@@ -166,8 +170,8 @@ class Playground:
         raw_runs = self.decode_ids(ids, runs, notices, top_n=top_n, keep_distributions=keep_distributions,
                                    forced_ids=forced_ids, on_step=on_step)
         traces = [self._trace(r, len(ids)) for r in raw_runs]
-        return DecodeResult(self.name, self.device, ids, self.text(ids), traces, notices,
-                            time.perf_counter() - started, self.dtype)
+        return DecodeResult(self.label, self.device, ids, self.text(ids), traces, notices,
+                            time.perf_counter() - started, self.dtype, loaded_from=self.name)
 
     def decode_ids(self, ids: list[int], runs: list[DecodeSettings], notices: list[str], *, top_n: int,
                    keep_distributions: bool, forced_ids: list[int] | None, on_step) -> list[engine.RawRun]:
@@ -195,7 +199,7 @@ class Playground:
                                  "nothing to score.")
         tokens = [ScoredToken(i, self.token_text(i), lp, rank, -lp / 0.6931471805599453, top, top_p)
                   for i, lp, rank, top, top_p in score_ids(self.lm, ids, None)]
-        return ScoreResult(self.name, tokens, unscored_first_token=True, first_token=self.token_text(ids[0]))
+        return ScoreResult(self.label, tokens, unscored_first_token=True, first_token=self.token_text(ids[0]))
 
     # traces ------------------------------------------------------------------------------------
     def _trace(self, raw: engine.RawRun, prompt_len: int) -> RunTrace:

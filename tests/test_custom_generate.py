@@ -3,6 +3,7 @@ does: token for token, for greedy, beam search and sampling, through an incremen
 
 import contextlib
 import io
+import sys
 from pathlib import Path
 
 import pytest
@@ -118,12 +119,14 @@ def test_source_runs_again_as_a_pasted_recipe(tmp_path):
         assert torch.equal(a, b) and a.shape == (1, 12)
 
 
-def test_recipe_snippet_reproduces_custom_model_runs():
+def test_recipe_snippet_reproduces_custom_model_runs(monkeypatch):
     pg = Playground.load("shakespeare-lstm", device="cpu")
     runs = [SETTINGS["greedy"].replace(max_new_tokens=8), SETTINGS["beam 5"].replace(max_new_tokens=8),
             SETTINGS["top-p 0.9"].replace(max_new_tokens=8)]
     result = pg.compare("Romeo.\n", runs, top_n=1)
     rec = recipe.recipe(result, runs, "Romeo.\n")
+    folder = Path(__file__).resolve().parents[1] / "assets" / "models" / "shakespeare-lstm"
+    monkeypatch.setattr(sys, "argv", ["recipe.py", "--model", str(folder)])  # the reader's copy, from anywhere
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         exec(compile(recipe.generate_snippet(rec), "recipe.py", "exec"), {"__name__": "__main__"})

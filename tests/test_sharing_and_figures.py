@@ -4,6 +4,7 @@ import contextlib
 import csv
 import io
 import json
+import sys
 
 import numpy as np
 import plotly.graph_objects as go
@@ -15,6 +16,7 @@ from core.views import internals
 from core.views import recipe
 from core.views import share
 from core.errors import InvalidSetting
+from core.models import registry
 from core.playground import default_lineup
 from core.decoding.settings import DecodeSettings, lineup_seeds
 
@@ -50,14 +52,20 @@ def lineup_result(playground):
     return runs, playground.compare(PROMPTS[0], runs)
 
 
-def test_recipe_snippet_reproduces_every_run_with_generate(lineup_result, tiny_dir):
+def test_recipe_snippet_reproduces_every_run_with_generate(lineup_result, tiny_dir, monkeypatch):
     runs, result = lineup_result
     rec = recipe.recipe(result, runs, PROMPTS[0])
-    assert rec["source"] == str(tiny_dir) and rec["revision"].startswith("sha256:")
+    # a folder model is named by its folder's own name, and has no tokenizer of its own: GPT-2's, from the hub
+    assert rec["model"] == rec["source"] == tiny_dir.name and rec["source_kind"] == "folder"
+    assert rec["tokenizer"] == "openai-community/gpt2" and rec["revision"].startswith("sha256:")
     assert rec["versions"]["torch"] and len(rec["runs"]) == 4
+    snippet = recipe.generate_snippet(rec)
+    assert str(tiny_dir) not in snippet and "--tokenizer PATH" in snippet
+    # as its reader would run it, with their copies (the shipped copy of GPT-2's tokenizer: no network here)
+    monkeypatch.setattr(sys, "argv", ["recipe.py", "--model", str(tiny_dir), "--tokenizer", str(registry.GPT2_TOKENIZER)])
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        exec(compile(recipe.generate_snippet(rec), "recipe.py", "exec"), {})
+        exec(compile(snippet, "recipe.py", "exec"), {})
     assert printed.getvalue() == "".join(run.best.text + "\n" for run in result.runs)
 
 

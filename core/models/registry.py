@@ -119,6 +119,19 @@ def resolve(name: str, *, allow_paths: bool = False) -> ModelSource:
     raise ModelUnavailable(f"Unknown model {name!r}: choose one of {choices}{where}.")
 
 
+def public_name(name: str) -> str:
+    """How a model is named in anything a run exports: a shipped or hub name as it is, a folder by its own
+    name. A folder's path would tell whoever reads the export this machine's folders and its user, and
+    would not exist on their machine anyway."""
+    name = (name or "").strip()
+    if name in shipped_models() or name in GPT2_FAMILY or name in GPT2_FAMILY.values():
+        return name
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path.resolve().name or "model"
+    return path.name if any(sep in name for sep in ("/", os.sep)) else name
+
+
 def pick_device(device: str | None = None):
     """CUDA when present (bf16 where the GPU supports it, else fp16), else CPU in fp32."""
     import torch

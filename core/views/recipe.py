@@ -25,14 +25,22 @@ MOVED_OUT_OF_TRANSFORMERS_5 = ("penalty_alpha", "num_beam_groups")  # contrastiv
 CUSTOM_MODEL_TYPES = ("playground-transformer-lm", "playground-lstm-lm")  # core/models/architectures.py
 
 
+GPT2_TOKENIZER_HUB = "openai-community/gpt2"  # the hub's copy of assets/tokenizers/gpt2: the same ids
+MODEL_ENV = "RECIPE_MODEL"  # the recipe's environment variable for the reader's copy of the model
+TOKENIZER_ENV = "RECIPE_TOKENIZER"
+
+
 def recipe(result: DecodeResult, runs: list[DecodeSettings], prompt: str) -> dict:
     """Everything that decides the runs: model and revision, dtype and device, the prompt ids, every
-    setting with its seed, and the library versions."""
-    source = _source(result.model)
+    setting with its seed, and the library versions.
+
+    The model is named the way the recipe's reader can get it, never by a folder of this machine:
+    `source` is a hub id (`source_kind` "hub"), a folder of this project's repository ("repository",
+    e.g. assets/models/shakespeare-gpt2), or a folder's own name ("folder", a model this machine had)."""
+    loaded_from = result.loaded_from or result.model
     return {
-        "model": result.model, "source": source["model"], "tokenizer": source["tokenizer"],
-        "model_type": source["model_type"], "revision": registry.model_revision(result.model), "prompt": prompt,
-        "prompt_ids": result.prompt_ids, "device": result.device, "dtype": result.dtype,
+        "model": result.model, **_source(loaded_from), "revision": registry.model_revision(loaded_from),
+        "prompt": prompt, "prompt_ids": result.prompt_ids, "device": result.device, "dtype": result.dtype,
         "runs": [{"name": s.name(), **s.params(), "generate_kwargs": s.generate_kwargs()} for s in runs],
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "transformers": transformers.__version__},
@@ -40,18 +48,44 @@ def recipe(result: DecodeResult, runs: list[DecodeSettings], prompt: str) -> dic
 
 
 def _source(name: str) -> dict:
+    """Where a reader gets the model and its tokenizer, said without any path of this machine."""
     try:
         source = registry.resolve(name, allow_paths=True)
     except registry.ModelUnavailable:
-        return {"model": name, "tokenizer": name, "model_type": ""}
-    folder = source.location if source.kind != "hub" else None
-    model_type = ""
-    if folder:
-        try:
-            model_type = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8")).get("model_type", "")
-        except (OSError, ValueError, AttributeError):
-            model_type = ""
-    return {"model": source.location, "tokenizer": registry.tokenizer_folder(folder), "model_type": model_type}
+        public = registry.public_name(name)
+        return {"source": public, "source_kind": "folder", "tokenizer": public, "model_type": ""}
+    if source.kind == "hub":
+        return {"source": source.location, "source_kind": "hub", "tokenizer": source.location, "model_type": ""}
+    folder = Path(source.location)
+    try:
+        model_type = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type", "")
+    except (OSError, ValueError, AttributeError):
+        model_type = ""
+    try:
+        where, kind = folder.relative_to(registry.ASSETS.parent).as_posix(), "repository"
+    except ValueError:  # a folder of this machine (the command line's, or PLAYGROUND_MODEL_DIRS'): its name only
+        where, kind = folder.name, "folder"
+    own_tokenizer = registry.tokenizer_folder(str(folder)) == str(folder)
+    return {"source": where, "source_kind": kind, "tokenizer": where if own_tokenizer else GPT2_TOKENIZER_HUB,
+            "model_type": model_type}
+
+
+def _one_line(text) -> str:
+    return " ".join(str(text).split())  # a folder's name may hold a line break, which would end a comment
+
+
+def _where(rec: dict) -> str:
+    """The recipe's one comment line on the model: where it is, and how to point the recipe at a copy."""
+    name, source, kind = _one_line(rec["model"]), _one_line(rec["source"]), rec.get("source_kind", "hub")
+    point = f"--model PATH (or {MODEL_ENV}=PATH)"
+    if kind == "hub":
+        return (f"# Model: {name} is {source} on the Hugging Face hub (downloaded on first use); for a copy "
+                f"saved with save_pretrained, pass {point}.")
+    if kind == "repository":
+        return (f"# Model: {name} ships with Decoding Playground at {source} (found when run from the "
+                f"repository's root); elsewhere pass your copy of that folder with {point}.")
+    return (f"# Model: {name} is a model folder of the machine that made this recipe (looked for as ./{source}); "
+            f"pass your copy with {point}.")
 
 
 def _custom_architectures() -> str:
@@ -67,21 +101,40 @@ def _custom_architectures() -> str:
 def generate_snippet(rec: dict) -> str:
     """A standalone script that reproduces every run of the recipe with transformers' generate().
 
-    It needs only the pinned torch and transformers and the model (a hub id, or the folder the app
-    loaded); it loads the weights in the app's dtype on the app's device, feeds the prompt ids the app
-    decoded, and seeds torch's generator with each run's own seed before its call."""
+    It needs only the pinned torch and transformers and the model (a hub id, a folder of this project's
+    repository, or the reader's copy passed with --model); it loads the weights in the app's dtype on the
+    app's device, feeds the prompt ids the app decoded, and seeds torch's generator with each run's own
+    seed before its call."""
     custom = rec.get("model_type") in CUSTOM_MODEL_TYPES
+    kind = rec.get("source_kind", "hub")
+    separate_tokenizer = rec["tokenizer"] != rec["source"]
     header = [
-        "# Reproduces Decoding Playground runs with transformers' generate(): python recipe.py",
-        f"# model {rec['model']} ({rec['revision']}); torch {rec['versions']['torch']}, "
+        "# Reproduces Decoding Playground runs with transformers' generate(): python recipe.py [--model PATH]",
+        f"# model {_one_line(rec['model'])} ({rec['revision']}); torch {rec['versions']['torch']}, "
         f"transformers {rec['versions']['transformers']}",
+        _where(rec),
+        *([f"# Tokenizer: GPT-2's, {rec['tokenizer']} on the hub (or assets/tokenizers/gpt2 of Decoding "
+           f"Playground); pass --tokenizer PATH (or {TOKENIZER_ENV}=PATH) for a copy."] if separate_tokenizer else []),
+        "import argparse",
+        "import os",
     ]
     if not custom:
         header += ["import torch", "from transformers import AutoModelForCausalLM, AutoTokenizer"]
     body = [
         "",
-        f"MODEL = {rec['source']!r}  # a hub id, or the folder the playground loaded (change it to your copy)",
-        f"TOKENIZER = {rec['tokenizer']!r}",
+        "parser = argparse.ArgumentParser(description=\"Reproduces Decoding Playground runs with generate().\")",
+        f"parser.add_argument(\"--model\", default=os.environ.get({MODEL_ENV!r}, {rec['source']!r}),",
+        "                    help=\"the model: a hub id or a folder (default: %(default)s)\")",
+        *([f"parser.add_argument(\"--tokenizer\", default=os.environ.get({TOKENIZER_ENV!r}, {rec['tokenizer']!r}),",
+           "                    help=\"the tokenizer: a hub id or a folder (default: %(default)s)\")"]
+          if separate_tokenizer else []),
+        "args = parser.parse_args()",
+        *(["if not os.path.isdir(args.model):  # else transformers would look for it on the hub",
+           f"    parser.error(\"no model folder at \" + args.model + \": pass your copy of \" + {rec['model']!r}"
+           " + \" with --model PATH\")"]
+          if kind != "hub" else []),
+        "MODEL = args.model",
+        f"TOKENIZER = {'args.tokenizer' if separate_tokenizer else 'MODEL'}",
         f"DEVICE = torch.device({rec['device']!r})",
         f"model = AutoModelForCausalLM.from_pretrained(MODEL, dtype=torch.{rec['dtype']}).to(DEVICE).eval()",
         "tokenizer = AutoTokenizer.from_pretrained(TOKENIZER)",
