@@ -606,7 +606,7 @@ def make_report(pg, prompts: list[Passage], runs: list[DecodeSettings], *, human
     human_row = strategy_report("human text", HUMAN, human_samples) if human_samples else None
     figure = figure1_data(pg, prompts[0].prompt, runs, traces_of_first, human_samples)
     lineup = share.lineup_spec([as_written(s) for s in runs])
-    return Report(pg.name, pg.device, [p.prompt for p in prompts], lineup, n, longest, runs[0].seed, strategies,
+    return Report(pg.label, pg.device, [p.prompt for p in prompts], lineup, n, longest, runs[0].seed, strategies,
                   human_row, figure, notices, time.perf_counter() - started)
 
 
