@@ -276,10 +276,10 @@ ANSWERS = {  # what a broken or hostile "vLLM server" might answer to /v1/comple
 @pytest.fixture()
 def fake_server():
     """A stand-in for a vLLM server on 127.0.0.1 that answers /v1/models like vLLM and /v1/completions
-    with whatever the test puts in `answer`."""
+    with whatever the test puts in `answer`, and keeps every request body it was sent in `sent`."""
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    state = {"answer": {}, "models": {"data": [{"id": MODEL, "max_model_len": 256}]}}
+    state = {"answer": {}, "models": {"data": [{"id": MODEL, "max_model_len": 256}]}, "sent": []}
 
     class Handler(BaseHTTPRequestHandler):
         def _send(self, body):
@@ -293,7 +293,7 @@ def fake_server():
             self._send(state["models"] if self.path == "/v1/models" else {"version": "fake"})
 
         def do_POST(self):
-            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            state["sent"].append(json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0)))))
             self._send(state["answer"])
 
         def log_message(self, *args):
@@ -326,3 +326,88 @@ def test_a_servers_model_names_are_cut_and_plain(fake_server):
         connect(url, MODEL)
     message = str(caught.value)
     assert "and 4 more" in message and len(message) < 800
+
+
+_ASKS = {"logprobs": 10, "max_tokens": 3, "model": MODEL, "return_tokens_as_token_ids": True,
+         "skip_special_tokens": False}
+_NO_PENALTY = "vLLM's beam search takes no repetition penalty and stops as early_stopping=false does"
+_NO_CUTOFFS = "vLLM's API has no typical-p, epsilon or eta sampling"
+SENT_FOR = [  # a run, and the request the backend sends for it or the reason it names when it sends none
+    (DecodeSettings("greedy"), {**_ASKS, "n": 1, "repetition_penalty": 1.0, "temperature": 0.0}),
+    (DecodeSettings("greedy", repetition_penalty=1.3, typical_p=0.5, early_stopping=True),  # greedy reads neither
+     {**_ASKS, "n": 1, "repetition_penalty": 1.3, "temperature": 0.0}),
+    (DecodeSettings("beam", num_beams=1), {**_ASKS, "n": 1, "repetition_penalty": 1.0, "temperature": 0.0}),
+    (DecodeSettings("sample", seed=7), {**_ASKS, "n": 1, "repetition_penalty": 1.0, "seed": 7, "temperature": 1.0,
+                                        "top_k": 50, "top_p": 1.0, "min_p": 0.0}),
+    (DecodeSettings("sample", temperature=0.7, top_k=0, top_p=0.9, min_p=0.05, num_return_sequences=2,
+                    repetition_penalty=1.2, seed=3),
+     {**_ASKS, "n": 2, "repetition_penalty": 1.2, "seed": 3, "temperature": 0.7, "top_k": -1, "top_p": 0.9,
+      "min_p": 0.05}),
+    (DecodeSettings("beam", num_beams=3, length_penalty=0.5, num_return_sequences=2),
+     {"model": MODEL, "max_tokens": 3, "n": 3, "use_beam_search": True, "length_penalty": 0.5, "temperature": 0.0,
+      "return_token_ids": True, "skip_special_tokens": False}),
+    (DecodeSettings("beam", num_beams=4, repetition_penalty=1.2), _NO_PENALTY),
+    (DecodeSettings("beam", num_beams=4, early_stopping=True), _NO_PENALTY),
+    (DecodeSettings("beam", num_beams=4, early_stopping="never", no_repeat_ngram_size=2),
+     "vLLM's API has no no_repeat_ngram_size"),
+    (DecodeSettings("greedy", no_repeat_ngram_size=2), "vLLM's API has no no_repeat_ngram_size"),
+    (DecodeSettings("sample", typical_p=0.9), _NO_CUTOFFS),
+    (DecodeSettings("sample", epsilon_cutoff=3e-4, no_repeat_ngram_size=3), "vLLM's API has no no_repeat_ngram_size"),
+    (DecodeSettings("sample", eta_cutoff=3e-4), _NO_CUTOFFS),
+    (DecodeSettings("contrastive", penalty_alpha=0.6, top_k=4), "vLLM has no contrastive search"),
+    (DecodeSettings("beam", num_beams=4, num_beam_groups=2, diversity_penalty=0.5), "vLLM has no group beam search"),
+]
+
+
+@pytest.mark.parametrize("run, sent", SENT_FOR, ids=[s.name() for s, _ in SENT_FOR])
+def test_what_each_run_sends_or_why_it_sends_nothing(fake_server, run, sent):
+    """The translation, request by request: what is declared runnable on vLLM goes as these fields; the
+    rest is refused with its reason, and nothing is sent for it."""
+    url, state = fake_server
+    pg = connect(url, MODEL)
+    run = run.replace(max_new_tokens=3)
+    if isinstance(sent, str):
+        with pytest.raises(InvalidSetting) as caught:
+            pg.compare("ROMEO.", [run])
+        assert str(caught.value) == ("The vLLM backend can run none of these runs: Skipped on the vLLM backend: "
+                                     f"{run.name()} ({sent}).")
+        assert state["sent"] == []
+        return
+    with pytest.raises(PlaygroundError):  # the fake server answers nothing useful; what it was sent is the point
+        pg.compare("ROMEO.", [run])
+    body = state["sent"][0]
+    assert body.pop("prompt") == pg.encode_prompt("ROMEO.", 3)[0] and body == sent
+
+
+def test_a_new_strategy_runs_locally_and_is_refused_by_name_on_vllm(tmp_path, fake_server):
+    """Drop a strategy file into a copy of core/ (test_strategies' kth): it decodes in this process, and
+    the vLLM backend, which it declares nothing for, names it and sends nothing for it (before, it went
+    to the server as greedy)."""
+    import shutil
+
+    from test_strategies import KTH_CHOICE
+
+    shutil.copytree(ROOT / "core", tmp_path / "core", ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "assets").symlink_to(ROOT / "assets")
+    (tmp_path / "core/decoding/strategies/kth_choice.py").write_text(KTH_CHOICE, encoding="utf-8")
+    url, state = fake_server
+    state["answer"] = {"choices": [{"index": 0, "logprobs": {"tokens": ["token_id:5"],
+                                                             "top_logprobs": [{"token_id:5": -0.1}]}}]}
+
+    def cli(*argv):
+        return subprocess.run([sys.executable, "-m", "core", *argv, "--model", MODEL, "--prompt", PROMPTS[0],
+                               "--max-new-tokens", "3"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                              env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"})
+
+    here = cli("decode", "--strategy", "kth", "--rank", "2", "--json")
+    assert here.returncode == 0, here.stderr
+    assert [st["rank"] for st in json.loads(here.stdout)["runs"][0]["steps"]] == [2, 2, 2]
+    refused = "Skipped on the vLLM backend: choice 2 (vLLM has no kth choice search)."
+    alone = cli("decode", "--strategy", "kth", "--rank", "2", "--backend", "vllm", "--server", url)
+    assert alone.returncode == 2 and alone.stderr == f"error: The vLLM backend can run none of these runs: {refused}\n"
+    assert state["sent"] == []
+    beside = cli("compare", "--lineup", "greedy; kth(rank=2)", "--backend", "vllm", "--server", url, "--json")
+    assert beside.returncode == 0, beside.stderr
+    assert f"note: {refused}" in beside.stderr.splitlines()
+    assert [r["name"] for r in json.loads(beside.stdout)["runs"]] == ["greedy"]
+    assert len(state["sent"]) == 1 and state["sent"][0]["temperature"] == 0.0  # the greedy run's request only

@@ -14,8 +14,10 @@ is left empty (None) and said in words (`VLLMPlayground.cannot_show`), never fil
   processor runs (greedy and beam search without penalties, where it equals the raw one).
 - Beam search (`use_beam_search`) returns final beams only: no tree, and no log-probs; each returned
   beam is scored afterwards with one prompt-log-prob request.
-- vLLM's API has no no-repeat-n-gram, contrastive search, diverse beam search, typical-p, epsilon or
-  eta sampling: such runs are skipped with a notice that names them.
+- Only what is declared runnable on "vllm" goes to the server (an allow-list): the run's strategy class
+  (`Strategy.runs_on`) and every setting its mode reads that is not at its default (`Knob.backends`).
+  Any other run (no-repeat-n-gram, contrastive search, diverse beam search, typical-p, epsilon or eta
+  sampling, a strategy added later) is skipped with a notice that names it, and nothing is sent for it.
 
 Every request has a timeout and a cap on the size of its answer. The server's address is never put in a
 link; an API key, if any, comes from the `VLLM_API_KEY` environment variable only.
@@ -35,6 +37,7 @@ from urllib.parse import urlparse
 import torch
 import torch.nn.functional as F
 
+from core.decoding.settings import knobs_read
 from core.decoding.strategies.base import (
     RawRun,
     RawSequence,
@@ -57,6 +60,7 @@ FULL_VOCABULARY_LIMIT = 65_536  # whole distributions are asked for only up to t
 MAX_PARALLEL_REQUESTS = 16  # as many as a line-up has runs
 MAX_NAME_CHARS = 100  # of a served model's name, as the server gives it
 MAX_CONTEXT = 1 << 20  # a context length beyond any model's
+BACKEND = "vllm"  # the key of this backend in the strategies' and settings' `backends`
 
 # what the server cannot give, whatever is asked; the pages and the command line say these in words
 ALWAYS_MISSING = [
@@ -245,16 +249,27 @@ class VLLMPlayground(Playground):
 
     @staticmethod
     def unsupported(s) -> str | None:
-        """Why vLLM's API cannot run these settings, or None."""
-        if s.mode in ("contrastive_search", "group_beam_search"):
+        """Why this backend cannot run these settings, or None: what the strategy class and the settings
+        its mode reads do not declare runnable here is refused, by name."""
+        runs = s.runner.runs_on(BACKEND)
+        if runs is None:
             return f"vLLM has no {s.mode.replace('_', ' ')}"
-        if s.no_repeat_ngram_size:
-            return "vLLM's API has no no_repeat_ngram_size"
-        if s.do_sample and (s.typical_p < 1.0 or s.epsilon_cutoff or s.eta_cutoff):
-            return "vLLM's API has no typical-p, epsilon or eta sampling"
-        if s.is_beam and (s.repetition_penalty != 1.0 or s.early_stopping is not False):
-            return "vLLM's beam search takes no repetition penalty and stops as early_stopping=false does"
-        return None
+        for name, k in knobs_read(s.mode):
+            taken = k.runs_on(BACKEND)
+            if taken is None and getattr(s, name) != k.default:
+                return f"vLLM's API has no {name}"
+            if taken is not None and (why := taken.refuse(s)):
+                return why
+        return runs.refuse(s)
+
+    @staticmethod
+    def _fields(s) -> dict:
+        """A completion request's fields for these settings: the strategy's, then every setting's it reads."""
+        fields = dict(s.runner.runs_on(BACKEND).send(s))
+        for _, k in knobs_read(s.mode):
+            if (taken := k.runs_on(BACKEND)) is not None:
+                fields.update(taken.send(s))
+        return fields
 
     # decoding ------------------------------------------------------------------------------------
     def decode_ids(self, ids: list[int], runs: list, notices: list[str], *, top_n: int, keep_distributions: bool,
@@ -283,16 +298,11 @@ class VLLMPlayground(Playground):
 
     def _run(self, s, prompt_ids: list[int], top_n: int) -> RawRun:
         max_new = min(s.max_new_tokens, self.facts.context_length - len(prompt_ids))
-        if s.is_beam:
+        if s.runner.runs_on(BACKEND).request == "beam":
             return self._beam_run(s, prompt_ids, max_new, top_n)
         body = {"model": self.name, "prompt": prompt_ids, "max_tokens": max_new, "n": s.num_return_sequences,
                 "logprobs": self._logprobs_asked(top_n), "return_tokens_as_token_ids": True,
-                "skip_special_tokens": False, "repetition_penalty": s.repetition_penalty}
-        if s.do_sample:
-            body.update(temperature=s.temperature, top_k=s.top_k or -1, top_p=s.top_p, min_p=s.min_p or 0.0,
-                        seed=s.seed)
-        else:
-            body.update(temperature=0.0)
+                "skip_special_tokens": False, **self._fields(s)}
         data = self.server.complete(body, max_new * s.num_return_sequences)
         sequences = []
         for choice in sorted(_choices(data), key=lambda c: c.get("index", 0)):
@@ -308,9 +318,11 @@ class VLLMPlayground(Playground):
         return RawRun(s, sequences)
 
     def _beam_run(self, s, prompt_ids: list[int], max_new: int, top_n: int) -> RawRun:
+        # the strategy's own fields only: vLLM's beam search takes no sampling parameters, so the settings
+        # it could not honour were refused before (see BeamSearch.backends)
         body = {"model": self.name, "prompt": prompt_ids, "max_tokens": max_new, "n": s.num_beams,
-                "use_beam_search": True, "length_penalty": s.length_penalty, "temperature": 0.0,
-                "return_token_ids": True, "skip_special_tokens": False}
+                "use_beam_search": True, "temperature": 0.0, "return_token_ids": True, "skip_special_tokens": False,
+                **s.runner.runs_on(BACKEND).send(s)}
         data = self.server.complete(body, max_new * s.num_beams)
         beams = sorted(_choices(data), key=lambda c: c.get("index", 0))[:s.num_return_sequences]
         sequences = []

@@ -6,16 +6,50 @@ assembled from those declarations, and the command line's flags, the line-up and
 `validate()`'s messages and `generate_kwargs()` are all derived from them. This module imports
 nothing of the project's, so a strategy module can import it before `DecodeSettings` exists.
 
+A strategy class and a setting also say which backends other than this process can run them, and how
+(`Runs`, in their `backends`): an allow-list, so that what a backend was never taught is refused by
+name instead of being sent without the setting that made it what it is.
+
 Every check raises `InvalidSetting` with one sentence that names the parameter, its value and the fix.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
 
 from core.errors import InvalidSetting
+
+
+ANY_BACKEND = "*"  # a `backends` key: every backend takes the setting (the strategy's name, the length, the seed)
+
+
+def _no_fields(settings) -> dict:
+    return {}
+
+
+def _no_objection(settings) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Runs:
+    """How a backend other than this process runs a strategy or takes a setting. A strategy or a
+    setting that declares nothing for a backend cannot run there.
+
+    - `send(settings)`: the fields it adds to the backend's request, sent also when the setting is off,
+      so that a server's own defaults never stand in for ours;
+    - `refuse(settings)`: why these settings cannot run there after all (one clause), or None;
+    - `request`: for a strategy, which of the backend's requests runs it (vLLM: "complete" or "beam")."""
+    send: Callable[[object], dict] = _no_fields
+    refuse: Callable[[object], str | None] = _no_objection
+    request: str = ""
+
+
+def off_only(name: str, off, reason: str) -> Runs:
+    """Taken only while `name` is `off`: the backend has no such setting, and `reason` says so."""
+    return Runs(refuse=lambda s: reason if getattr(s, name) != off else None)
 
 
 @dataclass(frozen=True)
@@ -34,6 +68,10 @@ class Knob:
     kwarg_when_default: bool = True  # in generate_kwargs() even at its default (False: only when set)
     flag: bool = True  # a flag of `decode` made from this (False: the CLI gives decode and compare one)
     used_by: tuple[str, ...] = ()  # generation modes that read it (() = every mode); filled in by settings
+    backends: Mapping[str, Runs] = field(default_factory=dict, compare=False)  # see `Runs`; "*": every backend
+
+    def runs_on(self, backend: str) -> Runs | None:
+        return self.backends.get(backend) or self.backends.get(ANY_BACKEND)
 
 
 def knob(default, help: str, **declaration) -> Knob:

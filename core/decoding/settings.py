@@ -15,7 +15,7 @@ import dataclasses
 from dataclasses import field
 
 from core.decoding import strategies  # importing it registers every strategy class and its settings
-from core.decoding.knobs import Knob, check_knob, knob, num, whole
+from core.decoding.knobs import ANY_BACKEND, Knob, Runs, check_knob, knob, num, whole
 from core.errors import InvalidSetting
 
 DEFAULT_MAX_NEW_TOKENS = 40  # one default for the app, the command line and the line-ups (generate() has
@@ -40,20 +40,22 @@ def _check_repetition_penalty(value: float) -> None:
             f"{MAX_REPETITION_PENALTY:g}, where the penalised logits stay finite; 1.0 turns it off.")
 
 
+_EVERYWHERE = {ANY_BACKEND: Runs()}  # every backend's request carries these (the seed: where the strategy samples)
 _FIRST = {
     "strategy": knob("greedy", f"{' | '.join(STRATEGIES)} (generate(): do_sample, num_beams and penalty_alpha "
-                     "pick it)", kind="choice", keyword=False),
+                     "pick it)", kind="choice", keyword=False, backends=_EVERYWHERE),
     "max_new_tokens": knob(DEFAULT_MAX_NEW_TOKENS, "tokens to generate after the prompt", kind="int", low=1,
-                           flag=False),
+                           flag=False, backends=_EVERYWHERE),
 }
 _EVERY_STRATEGY = {  # the penalty processors, which generate() applies in every mode
     "no_repeat_ngram_size": knob(0, "ban any n-gram that already occurs (0 = off); any strategy", kind="int", low=0,
                                  high="context_length", hint=" (0 is off)", kwarg_when_default=False),
     "repetition_penalty": knob(1.0, "CTRL's penalty on tokens already in the sequence (1.0 = off)",
-                               check=_check_repetition_penalty, kwarg_when_default=False),
+                               check=_check_repetition_penalty, kwarg_when_default=False,
+                               backends={"vllm": Runs(send=lambda s: {"repetition_penalty": s.repetition_penalty})}),
 }
 _LAST = {"seed": knob(0, "seeds this run's own torch.Generator (sampling only)", kind="int", keyword=False,
-                      low=0, high=MAX_SEED, flag=False)}
+                      low=0, high=MAX_SEED, flag=False, backends=_EVERYWHERE)}
 
 
 def _declarations() -> dict[str, Knob]:
@@ -73,6 +75,13 @@ def _declarations() -> dict[str, Knob]:
 
 
 KNOBS: dict[str, Knob] = _declarations()
+
+
+def knobs_read(mode: str) -> list[tuple[str, Knob]]:
+    """The settings a mode reads: those of every mode first (generate() applies its penalties before
+    a strategy's own processors), then the mode's own, each group in declaration order."""
+    return ([(name, k) for name, k in KNOBS.items() if not k.used_by]
+            + [(name, k) for name, k in KNOBS.items() if mode in k.used_by])
 
 
 class _Behaviour:

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from transformers.generation.logits_process import NoRepeatNGramLogitsProcessor, RepetitionPenaltyLogitsProcessor
 
-from core.decoding.knobs import Knob
+from core.decoding.knobs import Knob, Runs
 from core.models.lm import ModelFacts
 
 if TYPE_CHECKING:
@@ -179,7 +179,9 @@ class Strategy:
       it adds after the penalties every mode applies;
     - `samples` (generate()'s do_sample), `keeps_beams`, `returns_one_sequence`;
     - `rows_needed(settings)`: how many batch rows the run occupies while decoding;
-    - `needs_hidden_states`: whether `advance` needs the model's last-layer hidden states.
+    - `needs_hidden_states`: whether `advance` needs the model's last-layer hidden states;
+    - `backends`: `{backend: Runs}`, the backends other than this process that can run it, and how
+      (`core.decoding.knobs.Runs`); a class inherits none, see `runs_on`.
 
     What a run does (the engine knows nothing else about a strategy):
     - `advance(logits, hidden)`: logits (R, V) in float32 for its rows (and hidden (R, T, H) for the
@@ -200,6 +202,7 @@ class Strategy:
     returns_one_sequence: ClassVar[bool] = True
     needs_hidden_states: ClassVar[bool] = False
     follows_forced_ids: ClassVar[bool] = False  # accepts forced_ids (a fixed token path)
+    backends: ClassVar[dict[str, Runs]] = {}
     mode: ClassVar[str]  # set by @register
 
     @classmethod
@@ -221,6 +224,12 @@ class Strategy:
     @classmethod
     def rows_needed(cls, settings: DecodeSettings) -> int:
         return 1
+
+    @classmethod
+    def runs_on(cls, backend: str) -> Runs | None:
+        """How `backend` runs this class, as the class itself declares it: a subclass reuses its
+        parent's code but not its declaration, since a server would run the parent's method instead."""
+        return vars(cls).get("backends", {}).get(backend)
 
     def __init__(self, settings: DecodeSettings, prompt: torch.Tensor, facts: ModelFacts,
                  max_new_tokens: int, top_n: int, keep_distributions: bool):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from core.decoding.knobs import knob, num
+from core.decoding.knobs import Runs, knob, num, off_only
 from core.decoding.strategies import register
 from core.errors import InvalidSetting
 from core.decoding.strategies.base import (
@@ -35,6 +35,8 @@ class Hypothesis:
 
 
 MAX_ABS_LENGTH_PENALTY = 10.0  # 1024 ** 10 = 1.3e30: length ** length_penalty stays finite in float32
+# vLLM's beam search request takes no logits processors, and it always stops as early_stopping=False does
+BEAM_LIMITS_ON_VLLM = "vLLM's beam search takes no repetition penalty and stops as early_stopping=false does"
 
 
 def _check_length_penalty(value: float) -> None:
@@ -57,13 +59,16 @@ class BeamSearch(Strategy):
     strategy = "beam"
     keeps_beams = True
     returns_one_sequence = False
-    settings = {
-        "num_beams": knob(1, "beam width (beam: default 5)", kind="int", low=1),
+    backends = {"vllm": Runs(request="beam", send=lambda s: {"length_penalty": s.length_penalty},
+                             refuse=lambda s: BEAM_LIMITS_ON_VLLM if s.repetition_penalty != 1.0 else None)}
+    settings = {  # vLLM's requests carry the beam width and the number returned (as n)
+        "num_beams": knob(1, "beam width (beam: default 5)", kind="int", low=1, backends={"vllm": Runs()}),
         "length_penalty": knob(1.0, "beam score = sum of log-probs / length ** length_penalty",
-                               check=_check_length_penalty),
-        "early_stopping": knob(False, "true, false or never, as in generate()", kind="bool_or_never"),
+                               check=_check_length_penalty, backends={"vllm": Runs()}),
+        "early_stopping": knob(False, "true, false or never, as in generate()", kind="bool_or_never",
+                               backends={"vllm": off_only("early_stopping", False, BEAM_LIMITS_ON_VLLM)}),
         "num_return_sequences": knob(1, "finished beams (beam) or independent samples (sample) returned",
-                                     kind="int", low=1),
+                                     kind="int", low=1, backends={"vllm": Runs()}),
     }
 
     @classmethod

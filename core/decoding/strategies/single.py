@@ -14,7 +14,7 @@ from transformers.generation.logits_process import (
     TypicalLogitsWarper,
 )
 
-from core.decoding.knobs import knob, num
+from core.decoding.knobs import Runs, knob, num, off_only
 from core.decoding.strategies import register
 from core.errors import InvalidSetting
 from core.decoding.strategies.base import (
@@ -88,6 +88,7 @@ class _OneRowPerSequence(Strategy):
 # Below MIN_TEMPERATURE sampling is greedy decoding in all but name and logits / T overflow float32
 # (logits are within about +-1e2); above MAX_TEMPERATURE every token is about equally likely.
 MIN_TEMPERATURE, MAX_TEMPERATURE = 0.01, 100.0
+NO_CUTOFFS_ON_VLLM = "vLLM's API has no typical-p, epsilon or eta sampling"
 
 
 def _check_temperature(value: float) -> None:
@@ -111,6 +112,7 @@ class GreedySearch(_OneRowPerSequence):
 
     strategy = "greedy"
     precedence = -1  # also runs beam search with one beam, which generate() treats as greedy search
+    backends = {"vllm": Runs(request="complete", send=lambda s: {"temperature": 0.0})}
 
     @classmethod
     def claims(cls, settings):
@@ -133,23 +135,28 @@ class Sampling(_OneRowPerSequence):
     samples = True
     returns_one_sequence = False
     reads = ("num_return_sequences",)
+    backends = {"vllm": Runs(request="complete", send=lambda s: {"seed": s.seed})}
     settings = {
-        "temperature": knob(1.0, "sampling: logits / temperature", check=_check_temperature),
+        "temperature": knob(1.0, "sampling: logits / temperature", check=_check_temperature,
+                            backends={"vllm": Runs(send=lambda s: {"temperature": s.temperature})}),
         "top_k": knob(50, "sampling: keep the k most likely tokens (0 turns it off; generate()'s default is 50); "
                       "contrastive: the candidates re-ranked", kind="int", low=0, high="vocab_size",
-                      hint=" (0 is off; {vocab_size} is the vocabulary size)"),
+                      hint=" (0 is off; {vocab_size} is the vocabulary size)",
+                      backends={"vllm": Runs(send=lambda s: {"top_k": s.top_k or -1})}),  # vLLM's off is -1
         "top_p": knob(1.0, "sampling: keep the smallest set whose probability reaches top_p", low=0, high=1,
-                      open_low=True, hint="1.0 turns it off"),
+                      open_low=True, hint="1.0 turns it off", backends={"vllm": Runs(send=lambda s: {"top_p": s.top_p})}),
         "min_p": knob(None, "sampling: drop tokens below min_p x the top token's probability", kind="optional_float",
-                      low=0, high=1, kwarg_when_default=False),
+                      low=0, high=1, kwarg_when_default=False,
+                      backends={"vllm": Runs(send=lambda s: {"min_p": s.min_p or 0.0})}),  # vLLM's off is 0
         "typical_p": knob(1.0, "sampling: locally typical sampling mass (1.0 = off)", low=0, high=1, open_low=True,
-                          hint="1.0 turns it off"),
+                          hint="1.0 turns it off", backends={"vllm": off_only("typical_p", 1.0, NO_CUTOFFS_ON_VLLM)}),
         "epsilon_cutoff": knob(0.0, "sampling: drop tokens whose probability is below epsilon (0 = off; 3e-4 is "
                                "the paper's choice)", low=0, high=1, open_high=True, hint="0 turns it off",
-                               kwarg_when_default=False),
+                               kwarg_when_default=False,
+                               backends={"vllm": off_only("epsilon_cutoff", 0.0, NO_CUTOFFS_ON_VLLM)}),
         "eta_cutoff": knob(0.0, "sampling: drop tokens below min(eta, sqrt(eta) x exp(-entropy)) (0 = off; 3e-4 "
                            "is the paper's choice)", low=0, high=1, open_high=True, hint="0 turns it off",
-                           kwarg_when_default=False),
+                           kwarg_when_default=False, backends={"vllm": off_only("eta_cutoff", 0.0, NO_CUTOFFS_ON_VLLM)}),
     }
 
     @classmethod
