@@ -69,10 +69,8 @@ for notice in result.notices:
     warn(notice)
 
 st.subheader("Figures per strategy")
-table = pd.DataFrame(result.table())
-shown = ["strategy", "kind", "samples", *report.TABLE_METRICS, "distinct_1", "distinct_3", "repeated_3grams",
-         "finish_reasons"]
-st.dataframe(table[shown].style.apply(
+table = pd.DataFrame(report_figures.figures_table(result))
+st.dataframe(table.style.apply(
     lambda row: ["background-color: #fde2e1" if row["kind"] == "human" else ""] * len(row), axis=1)
     .format(precision=3), hide_index=True, key=f"{PAGE}_table")
 st.caption("Self-BLEU-4 here compares each strategy's samples of this one prompt with each other (diversity among "

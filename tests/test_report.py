@@ -212,6 +212,33 @@ def test_report_page_shows_every_strategy_and_the_human_row():
     assert not at.exception and at.query_params["metric"] == "zipf"
 
 
+def test_report_page_labels_its_table_and_scales_its_perplexity_chart_to_the_data():
+    """Seen in a browser: the perplexity axis ran to 1e95 (plotly put the human line's label at 10^102) and
+    the table showed identifiers and "None"."""
+    import json
+
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "pages" / "7_report.py"), default_timeout=180)
+    at.query_params["samples"] = "2"
+    at.query_params["max_new_tokens"] = "8"
+    at.run()
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    assert {"Self-BLEU-4 (0-1)", "share of samples ending in a loop", "mean length (tokens)"} <= set(table.columns)
+    assert not {"self_bleu4", "repetition_rate", "mean_length"} & set(table.columns)
+    greedy = table[table["strategy"] == "greedy"].iloc[0]
+    assert greedy["Self-BLEU-4 (0-1)"] == "n/a: 1 sample"
+    assert "None" not in table.astype(str).to_numpy().ravel().tolist()
+    chart = json.loads(at.get("plotly_chart")[0].proto.spec)
+    bars = [v for v in chart["data"][0]["y"] if v is not None]
+    low, high = chart["layout"]["yaxis"]["range"]
+    assert chart["layout"]["yaxis"]["type"] == "log"
+    assert low <= math.log10(min(bars)) and high >= math.log10(max(bars)) and high - low < 6, (low, high, bars)
+    label = chart["layout"]["annotations"][0]
+    assert label["text"].startswith("human text") and low <= label["y"] <= high
+
+
 def test_each_prompt_draws_from_its_own_streams(playground):
     """Prompt p's run i is seeded seed + p x runs + i: prompts never share a random stream."""
     runs = report.report_lineup("greedy;sample(top_k=0)", samples=2, max_new_tokens=5, seed=3)

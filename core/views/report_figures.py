@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import html
+import math
 
 import plotly.graph_objects as go
 
-from core.report import Figure1, Report
+from core.report import TABLE_METRICS, Figure1, Report
 
 LABELS = {
     "perplexity": "perplexity (raw model)",
@@ -34,11 +35,17 @@ def metric_chart(report: Report, key: str) -> go.Figure:
                            error_y=dict(type="data", array=plus, arrayminus=minus, visible=True),
                            hovertemplate="%{x}<br>%{y:.3f}<extra></extra>"))
     human = report.human.metrics[key] if report.human is not None else None
+    log = key == "perplexity"
     if human is not None and human.mean is not None:
-        fig.add_hline(y=human.mean, line=dict(color=HUMAN_COLOUR, dash="dash", width=2),
-                      annotation_text=f"human text {human.mean:.3g}", annotation_position="top left")
-    if key == "perplexity":
-        fig.update_yaxes(type="log")
+        # a line shape and its label apart: plotly places an annotation on a log axis in log10 units (the
+        # label of add_hline at y=102 went to 1e102, and the axis with it)
+        fig.add_hline(y=human.mean, line=dict(color=HUMAN_COLOUR, dash="dash", width=2))
+        fig.add_annotation(x=0, xref="paper", xanchor="left", yanchor="bottom", showarrow=False,
+                           y=math.log10(human.mean) if log and human.mean > 0 else human.mean,
+                           text=f"human text {human.mean:.3g}", font=dict(color=HUMAN_COLOUR))
+    if log:
+        ends = [v for s in _spreads(report, key) for v in (s.mean, s.low, s.high)]
+        fig.update_yaxes(type="log", range=_log_range(ends))
     fig.update_layout(title=LABELS.get(key, key), yaxis_title=LABELS.get(key, key), template="plotly_white",
                       margin=dict(l=50, r=20, t=50, b=90), height=360, showlegend=False)
     return fig
@@ -60,3 +67,33 @@ def figure1_chart(data: Figure1) -> go.Figure:
                       yaxis_title="probability (raw)", yaxis_range=[0, 1.02], template="plotly_white",
                       margin=dict(l=50, r=20, t=50, b=40), height=380)
     return fig
+
+
+def _spreads(report: Report, key: str) -> list:
+    return [r.metrics[key] for r in report.rows]
+
+
+def _log_range(values: list) -> list[float] | None:
+    """The log axis from a little under the smallest value to a little over the largest (log10 units), so
+    that bars are read against their own scale; None leaves it to plotly when nothing is positive."""
+    positive = [v for v in values if v is not None and math.isfinite(v) and v > 0]
+    if not positive:
+        return None
+    low, high = math.log10(min(positive)), math.log10(max(positive))
+    return [low - 0.1 - 0.05 * (high - low), high + 0.1 + 0.05 * (high - low)]
+
+
+TABLE_LABELS = {"strategy": "strategy", "kind": "kind", "samples": "samples", **LABELS,
+                "finish_reasons": "why samples ended"}
+
+
+def figures_table(report: Report) -> list[dict]:
+    """The Report's table for people: labelled columns, and in place of a figure that does not apply, the
+    reason (Self-BLEU compares samples with each other, so one sample has none)."""
+    shown = ["strategy", "kind", "samples", *TABLE_METRICS, "distinct_1", "distinct_3", "repeated_3grams",
+             "finish_reasons"]
+    rows = []
+    for row in report.table():
+        why = "n/a: 1 sample" if row["samples"] == 1 else "n/a"
+        rows.append({TABLE_LABELS[k]: why if row[k] is None else row[k] for k in shown})
+    return rows
