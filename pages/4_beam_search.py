@@ -94,8 +94,12 @@ if tree_run.beam_tree:
                "no-repeat-n-gram bans; a finished score is divided by length ** length_penalty.")
 
 
+# the server calls page_html outside the script run, where st.session_state is not there: read the prompt now
+prompt = state(PAGE, "prompt")
+
+
 def page_html() -> str:  # built when the button is clicked, not on every rerun
-    rec = recipe.recipe(result, runs, state(PAGE, "prompt"))
+    rec = recipe.recipe(result, runs, prompt)
     return html_export.export_html(result, rec, recipe.generate_snippet(rec), page="beam")
 
 
