@@ -77,7 +77,7 @@ with st.expander("Export and reproduce", key=f"{PAGE}__export_open", on_change="
     cols[3].download_button("HTML page", lambda: html_export.export_html(result, rec, snippet, page="compare", distribution=shown),
                             "decoding.html", "text/html", help="one file that opens offline in any browser")
     cols[4].download_button("Recipe", snippet, "recipe.py", "text/x-python")
-    st.caption("The recipe runs on its own with the pinned torch and transformers and the model folder, and "
-               "prints the texts above.")
+    st.caption("The recipe runs on its own with the pinned torch and transformers and prints the texts above; "
+               "its first lines say where to get the model and how to point it at your copy (`--model PATH`).")
     if export.open:
         st.code(snippet, language="python")
