@@ -16,6 +16,7 @@ from core.decoding.settings import DEFAULT_MAX_NEW_TOKENS, DecodeSettings
 from core.errors import PlaygroundError
 from core.models import registry
 from core.playground import DecodeResult, Playground
+from core.decoding import lineup as lineup_syntax
 from core.views import share
 from core.views.share import Param
 
@@ -272,7 +273,7 @@ def decode(pg: Playground, prompt: str, runs: list[DecodeSettings], **kwargs) ->
     """Decode once per distinct input in the whole process, in a decoding slot, streaming the texts.
 
     Returns None after showing the one-sentence reason when the input is bad."""
-    key = ("decode", prompt, share.lineup_spec(runs), tuple(s.seed for s in runs),
+    key = ("decode", prompt, lineup_syntax.lineup_spec(runs), tuple(s.seed for s in runs),
            tuple(s.max_new_tokens for s in runs), repr(sorted(kwargs.items())))
     progress = st.empty()
 

@@ -180,7 +180,7 @@ def _run(args) -> int:
         for name, status in registry.model_statuses().items():
             print(f"{name:<28}{status}")
         return 0
-    from core.views import share
+    from core.decoding import lineup as lineup_syntax
     from core.backends import open_playground
     from core.playground import default_lineup
 
@@ -196,8 +196,8 @@ def _run(args) -> int:
     if args.command == "decode":
         runs = [settings_from_args(args)]
     elif args.lineup is not None:
-        runs = share.parse_lineup(args.lineup, max_new_tokens=args.max_new_tokens, seed=args.seed)
-        share.validate_lineup(runs, pg.check)
+        runs = lineup_syntax.parse_lineup(args.lineup, max_new_tokens=args.max_new_tokens, seed=args.seed)
+        lineup_syntax.validate_lineup(runs, pg.check)
     else:
         runs = default_lineup(args.max_new_tokens, args.seed)
     result = pg.compare(args.prompt, runs, truncate=args.truncate, top_n=args.top_n)

@@ -11,3 +11,10 @@ class InvalidSetting(PlaygroundError):
 
 class ModelUnavailable(PlaygroundError):
     """A model that is unknown, or whose weights cannot be had on this machine."""
+
+
+def quote(value, limit: int = 60) -> str:
+    """A stranger's value as a short, quoted literal: cut, and with every control character escaped."""
+    text = str(value)
+    shown = repr(text[:limit])
+    return shown + ("…" if len(text) > limit else "")

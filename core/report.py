@@ -36,7 +36,7 @@ from core import limits
 from core.decoding.settings import DecodeSettings
 from core.decoding.trace import distinct_n, repeated_ngrams
 from core.errors import InvalidSetting
-from core.views import share
+from core.decoding import lineup as lineup_syntax
 
 ROOT = Path(__file__).resolve().parents[1]
 HUMAN_FILE = ROOT / "assets" / "human" / "shakespeare-heldout.jsonl"
@@ -508,7 +508,7 @@ def write_heldout_file(path: Path = HUMAN_FILE) -> int:
 def report_lineup(spec: str, *, samples: int, max_new_tokens: int, seed: int) -> list[DecodeSettings]:
     """The line-up (app syntax) with every sampling run drawing `samples` rows, run i seeded seed + i."""
     check_samples(samples)
-    runs = share.parse_lineup(spec, max_new_tokens=max_new_tokens, seed=seed)
+    runs = lineup_syntax.parse_lineup(spec, max_new_tokens=max_new_tokens, seed=seed)
     if not runs:
         raise InvalidSetting("The line-up is empty: give at least one run, e.g. greedy;sample(top_k=0).")
     return [s.replace(num_return_sequences=samples) if s.do_sample else s for s in runs]  # seeds: parse_lineup
@@ -598,14 +598,14 @@ def make_report(pg, prompts: list[Passage], runs: list[DecodeSettings], *, human
         traces_of_first = traces_of_first or traces
         for k, trace in enumerate(traces):
             per_run[k] += [Sample(pi, q.ids, q.text, q.token_logprobs, q.finish_reason) for q in trace.sequences]
-    strategies = [strategy_report(run_name(s), share.run_spec(as_written(s)), per_run[k])
+    strategies = [strategy_report(run_name(s), lineup_syntax.run_spec(as_written(s)), per_run[k])
                   for k, s in enumerate(runs)]
     heldout = human if human is not None else []
     passages = human_passages(prompts, heldout, human_count)
     human_samples = score_human(pg, passages, longest)
     human_row = strategy_report("human text", HUMAN, human_samples) if human_samples else None
     figure = figure1_data(pg, prompts[0].prompt, runs, traces_of_first, human_samples)
-    lineup = share.lineup_spec([as_written(s) for s in runs])
+    lineup = lineup_syntax.lineup_spec([as_written(s) for s in runs])
     return Report(pg.label, pg.device, [p.prompt for p in prompts], lineup, n, longest, runs[0].seed, strategies,
                   human_row, figure, notices, time.perf_counter() - started)
 

@@ -6,7 +6,7 @@ from ui import PRESETS, decode, distribution_toggle, fail, sidebar, state, warn
 from core.views import figures
 from core.views import html_export
 from core.views import recipe
-from core.views import share
+from core.decoding import lineup as lineup_syntax
 from core.errors import PlaygroundError
 from core.playground import default_lineup
 from core.views.share import Param
@@ -14,7 +14,7 @@ from core.decoding.trace import FINISH_REASONS
 
 PAGE = "compare"
 SCHEMA = {"prompt": PRESETS["A long long time ago"],
-          "lineup": Param(share.lineup_spec(default_lineup()).replace(";", "\n"), max_chars=share.MAX_LINEUP_CHARS),
+          "lineup": Param(lineup_syntax.lineup_spec(default_lineup()).replace(";", "\n"), max_chars=lineup_syntax.MAX_LINEUP_CHARS),
           "distribution": Param("raw", choices=("raw", "processed"))}
 LINEUP_HELP = ("One run per line: strategy(name=value,...), with generate()'s names. For example "
                "`sample(temperature=0.7,top_k=0,top_p=0.95)` is nucleus sampling at temperature 0.7 "
@@ -29,9 +29,9 @@ with st.expander("Line-up: one run per line, strategy(name=value,...)"):
         {f"{PAGE}_lineup": SCHEMA["lineup"].default}))
 
 try:
-    runs = share.parse_lineup(state(PAGE, "lineup"), max_new_tokens=state(PAGE, "max_new_tokens"),
+    runs = lineup_syntax.parse_lineup(state(PAGE, "lineup"), max_new_tokens=state(PAGE, "max_new_tokens"),
                               seed=state(PAGE, "seed"))
-    share.validate_lineup(runs, pg.check)
+    lineup_syntax.validate_lineup(runs, pg.check)
 except PlaygroundError as exc:
     fail(str(exc))
     st.stop()

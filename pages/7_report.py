@@ -6,6 +6,7 @@ import streamlit as st
 from ui import fail, in_turn, remember, sidebar, state, step_boundary, warn
 from core import report, serving
 from core.views import report_figures
+from core.decoding import lineup as lineup_syntax
 from core.views import share
 from core.errors import PlaygroundError
 from core.views.share import Param
@@ -17,7 +18,7 @@ except PlaygroundError:
     FIRST = report.Passage("Romeo.\n", "")
 SCHEMA = {"prompt": FIRST.prompt, "human": FIRST.continuation,
           "samples": Param(10, 1, report.MAX_SAMPLES),
-          "lineup": Param(report.DEFAULT_LINEUP.replace(";", "\n"), max_chars=share.MAX_LINEUP_CHARS),
+          "lineup": Param(report.DEFAULT_LINEUP.replace(";", "\n"), max_chars=lineup_syntax.MAX_LINEUP_CHARS),
           "metric": Param("perplexity", choices=report.METRICS)}
 
 pg = sidebar(PAGE, SCHEMA, "Decoding report")
@@ -38,7 +39,7 @@ n, tokens, seed = state(PAGE, "samples"), state(PAGE, "max_new_tokens"), state(P
 prompts = [report.Passage(state(PAGE, "prompt"), state(PAGE, "human"))]
 try:
     runs = report.report_lineup(state(PAGE, "lineup"), samples=n, max_new_tokens=tokens, seed=seed)
-    share.validate_lineup(runs, pg.check)
+    lineup_syntax.validate_lineup(runs, pg.check)
     report.check_request(prompts, runs)
     heldout = report.load_passages()
 except PlaygroundError as exc:
@@ -54,7 +55,7 @@ def on_step(done: int, total: int, texts: list[str]) -> None:
         progress.progress(min(1.0, done / total), text=share.plain(f"step {done} of {total}: {texts[-1][-60:]}"))
 
 
-key = (pg.fingerprint(), "report", prompts[0], share.lineup_spec(runs), n, tokens, seed)
+key = (pg.fingerprint(), "report", prompts[0], lineup_syntax.lineup_spec(runs), n, tokens, seed)
 try:
     result = remember(key, lambda: in_turn(pg, lambda: report.make_report(pg, prompts, runs, human=heldout,
                                                                          on_step=on_step), progress))

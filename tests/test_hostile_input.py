@@ -12,6 +12,7 @@ from hypothesis import given, settings as hsettings, strategies as st
 from conftest import PROMPTS
 from core import limits
 from core import serving
+from core.decoding import lineup as lineup_syntax
 from core.views import share
 from core.errors import InvalidSetting, PlaygroundError
 from core.decoding.settings import DecodeSettings
@@ -44,7 +45,7 @@ def test_read_params_never_raises_and_keeps_values_in_range(params):
 @hsettings(max_examples=300, deadline=None)
 def test_lineup_parser_is_one_sentence_or_settings(text):
     try:
-        runs = share.parse_lineup(text, max_new_tokens=5, seed=0)
+        runs = lineup_syntax.parse_lineup(text, max_new_tokens=5, seed=0)
     except InvalidSetting as exc:
         assert "\n" not in str(exc)
         return

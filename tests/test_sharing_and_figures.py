@@ -14,6 +14,7 @@ from conftest import PROMPTS
 from core.views import figures
 from core.views import internals
 from core.views import recipe
+from core.decoding import lineup as lineup_syntax
 from core.views import share
 from core.errors import InvalidSetting
 from core.models import registry
@@ -25,8 +26,8 @@ def test_lineup_spec_round_trip():
     lineup = lineup_seeds(default_lineup(max_new_tokens=30, seed=4) + [
         DecodeSettings("beam", num_beams=3, length_penalty=0.5, early_stopping="never", max_new_tokens=30),
         DecodeSettings("sample", min_p=0.05, typical_p=0.9, repetition_penalty=1.2, max_new_tokens=30)], 4)
-    spec = share.lineup_spec(lineup)
-    assert share.parse_lineup(spec, max_new_tokens=30, seed=4) == lineup
+    spec = lineup_syntax.lineup_spec(lineup)
+    assert lineup_syntax.parse_lineup(spec, max_new_tokens=30, seed=4) == lineup
     assert [s.seed for s in lineup] == list(range(4, 14))  # run i: seed + i
     assert "beam(num_beams=5,no_repeat_ngram_size=2)" in spec
 
@@ -35,7 +36,7 @@ def test_lineup_spec_round_trip():
                                             ("beam(num_beams=3", "malformed")])
 def test_bad_specs_are_one_sentence(spec, fragment):
     with pytest.raises(InvalidSetting, match=fragment):
-        share.parse_run(spec, max_new_tokens=5, seed=0)
+        lineup_syntax.parse_run(spec, max_new_tokens=5, seed=0)
 
 
 def test_read_params_falls_back_with_a_note():

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from transformers import GenerationConfig
 
 from conftest import PROMPTS
-from core.views import share
+from core.decoding import lineup as lineup_syntax
 from core.cli import build_parser, settings_from_args
 from core.decoding.engine import decode_batch
 from core.errors import InvalidSetting
@@ -39,7 +39,7 @@ def test_every_setting_has_a_flag_and_a_url_name():
         assert knob.help, name
         assert name in flags, name  # derived, or (max_new_tokens, seed) shared with `compare`
         if name not in ("strategy", "seed", "max_new_tokens"):
-            assert name in share._FIELDS and name not in share._SKIP
+            assert name in lineup_syntax._FIELDS and name not in lineup_syntax._SKIP
 
 
 def test_registry_covers_every_mode():
@@ -92,15 +92,15 @@ def test_new_settings_are_refused_in_one_sentence(case):
 def test_line_up_syntax_and_links_carry_the_new_strategies():
     spec = ("contrastive(penalty_alpha=0.6,top_k=4); beam(num_beams=4,num_beam_groups=2,diversity_penalty=0.5);"
             "sample(top_k=0,epsilon_cutoff=0.0003); sample(top_k=0,eta_cutoff=0.001)")
-    runs = share.parse_lineup(spec, max_new_tokens=8, seed=3)
+    runs = lineup_syntax.parse_lineup(spec, max_new_tokens=8, seed=3)
     assert [s.mode for s in runs] == ["contrastive_search", "group_beam_search", "sample", "sample"]
     assert runs[0].penalty_alpha == 0.6 and runs[1].diversity_penalty == 0.5 and runs[2].epsilon_cutoff == 0.0003
     assert [s.name() for s in runs] == ["contrastive, penalty alpha 0.6, top-k 4",
                                         "beam 4, 2 groups, diversity penalty 0.5", "epsilon 0.0003", "eta 0.001"]
-    again = share.parse_lineup(share.lineup_spec(runs), max_new_tokens=8, seed=3)
+    again = lineup_syntax.parse_lineup(lineup_syntax.lineup_spec(runs), max_new_tokens=8, seed=3)
     assert again == runs
     with pytest.raises(InvalidSetting, match="gives penalty_alpha the value 'x'"):
-        share.parse_run("contrastive(penalty_alpha=x)", max_new_tokens=8, seed=0)
+        lineup_syntax.parse_run("contrastive(penalty_alpha=x)", max_new_tokens=8, seed=0)
 
 
 def test_command_line_flags_mirror_generate():
@@ -182,7 +182,7 @@ def test_epsilon_and_eta_step_distributions_equal_generate(playground, settings)
 
 
 def test_new_strategies_in_one_batch_equal_each_alone(playground):
-    lineup = share.parse_lineup("greedy; contrastive(penalty_alpha=0.6,top_k=4);"
+    lineup = lineup_syntax.parse_lineup("greedy; contrastive(penalty_alpha=0.6,top_k=4);"
                                 "beam(num_beams=4,num_beam_groups=2,diversity_penalty=0.5,num_return_sequences=2);"
                                 "beam(num_beams=3); sample(top_k=0,eta_cutoff=0.001,num_return_sequences=2)",
                                 max_new_tokens=10, seed=5)
@@ -288,6 +288,6 @@ def test_a_new_strategy_is_one_new_file(tmp_path, tiny_dir, playground):
 @pytest.mark.parametrize("line", ["kth(rank=2)", "bogus(top_k=5)", "bogus"])
 def test_a_line_with_no_known_strategy_says_so(line):
     with pytest.raises(InvalidSetting) as caught:
-        share.parse_lineup(f"greedy\n{line}", max_new_tokens=8, seed=0)
+        lineup_syntax.parse_lineup(f"greedy\n{line}", max_new_tokens=8, seed=0)
     assert str(caught.value) == (f"Line 2 of the line-up: '{line}' names no strategy: begin it with one of "
                                  "beam, contrastive, greedy, sample.")

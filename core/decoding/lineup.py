@@ -1,0 +1,100 @@
+"""The line-up syntax: a run as `strategy(name=value,...)` with only the settings that differ from
+`DecodeSettings`' defaults (`greedy`, `beam(num_beams=5,no_repeat_ngram_size=2)`,
+`sample(temperature=0.5,top_k=0)`), and a line-up as its runs joined by `;` or new lines.
+
+The app's links, the command line's `--lineup` and the report all read and write runs this way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from core import limits
+from core.decoding.settings import KNOBS, STRATEGIES, DecodeSettings, lineup_seeds
+from core.errors import InvalidSetting, quote
+
+MAX_LINEUP_CHARS = 4_000
+
+_DEFAULTS = DecodeSettings()
+_FIELDS = {f.name: f for f in dataclasses.fields(DecodeSettings)}
+# strategy is the spec's head; seed and max_new_tokens live in the sidebar, shared by all runs; a label
+# is free text that would need escaping, and the name is rebuilt from the settings anyway
+_SKIP = {"strategy", "seed", "max_new_tokens", "label"}
+
+
+def format_value(value) -> str:
+    return format(value, "g") if isinstance(value, float) else str(value)
+
+
+def run_spec(s: DecodeSettings) -> str:
+    changed = [f"{name}={format_value(getattr(s, name))}" for name in _FIELDS
+               if name not in _SKIP and getattr(s, name) != getattr(_DEFAULTS, name)]
+    return f"{s.strategy}({','.join(changed)})" if changed else s.strategy
+
+
+def _parse_value(name: str, text: str):
+    """A value from a spec, read as its declaration's kind says (core.decoding.settings.KNOBS)."""
+    kind = KNOBS[name].kind
+    if kind == "bool_or_never":
+        return {"true": True, "false": False, "never": "never"}.get(text.lower(), text)
+    if kind == "optional_float" and text in ("", "None"):
+        return None
+    if kind == "int":
+        return int(text)
+    if len(text) > 40:
+        raise ValueError(text)
+    return float(text)
+
+
+def parse_run(spec: str, *, max_new_tokens: int, seed: int) -> DecodeSettings:
+    """`beam(num_beams=5)` -> DecodeSettings; one sentence on anything malformed."""
+    spec = spec.strip()
+    strategy, _, rest = spec.partition("(")
+    if rest and not rest.endswith(")"):
+        raise InvalidSetting(f"{quote(spec)} is malformed: expected strategy(name=value,...).")
+    if strategy.strip() not in STRATEGIES:  # first: an unknown strategy's settings are unknown too
+        raise InvalidSetting(f"{quote(spec)} names no strategy: begin it with one of {', '.join(STRATEGIES)}.")
+    values = {}
+    for item in filter(None, rest[:-1].split(",")) if rest else []:
+        name, eq, text = item.partition("=")
+        name = name.strip()
+        if not eq or name not in _FIELDS or name in _SKIP:
+            raise InvalidSetting(f"{quote(spec)} has an unknown setting {quote(name)}.")
+        try:
+            values[name] = _parse_value(name, text.strip())
+        except ValueError:
+            raise InvalidSetting(f"{quote(spec)} gives {name} the value {quote(text)}, which is not a number.") from None
+    return DecodeSettings(strategy=strategy.strip(), max_new_tokens=max_new_tokens, seed=seed, **values)
+
+
+def lineup_spec(runs: list[DecodeSettings]) -> str:
+    return ";".join(run_spec(s) for s in runs)
+
+
+def parse_lineup(spec: str, *, max_new_tokens: int, seed: int) -> list[DecodeSettings]:
+    """Runs separated by `;` or new lines; run i gets the seed `seed + i` (its own random stream).
+
+    A problem is one sentence that names the line it is on."""
+    if len(spec) > MAX_LINEUP_CHARS:
+        raise InvalidSetting(f"The line-up has {len(spec):,} characters; at most {MAX_LINEUP_CHARS:,} are accepted.")
+    parts = [part for part in spec.replace("\n", ";").split(";") if part.strip()]
+    if len(parts) > limits.MAX_RUNS:
+        raise InvalidSetting(f"A line-up may have at most {limits.MAX_RUNS} runs; this one has {len(parts)}.")
+    runs = []
+    for line, part in enumerate(parts, 1):
+        try:
+            runs.append(parse_run(part, max_new_tokens=max_new_tokens, seed=seed))
+        except InvalidSetting as exc:
+            raise InvalidSetting(f"Line {line} of the line-up: {exc}") from None
+        except TypeError:  # a value of the wrong kind for DecodeSettings
+            raise InvalidSetting(f"Line {line} of the line-up, {quote(part)}, is malformed.") from None
+    return lineup_seeds(runs, seed)
+
+
+def validate_lineup(runs: list[DecodeSettings], check) -> None:
+    """Run `check` (a Playground's) on every run, naming the line of the first that fails."""
+    for line, run in enumerate(runs, 1):
+        try:
+            check(run)
+        except InvalidSetting as exc:
+            raise InvalidSetting(f"Line {line} of the line-up ({run.name()}): {exc}") from None
