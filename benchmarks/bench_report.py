@@ -80,7 +80,7 @@ def bench_model(name: str, args) -> dict:
                 outputs = out
     same = all(traces[k].best.ids == outputs[k][0, len(ids):].tolist() for k, s in enumerate(runs)
                if not s.do_sample)
-    metric_seconds, _ = timed(lambda: [report.metrics([report.Sample(0, q.ids, q.text, q.token_logprobs, "")
+    metric_seconds, _ = timed(lambda: [report.measure([report.Sample(0, q.ids, q.text, q.token_logprobs, "")
                                                         for q in t.sequences]) for t in traces])
     ratio = {key: statistics.median(g / e for g, e in zip(times[key], times["engine"]))
              for key in ("per_sample", "per_strategy")}

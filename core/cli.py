@@ -107,9 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(s)
     s.add_argument("--text", required=True)
 
-    from core.report import add_report_parser
-
     add_report_parser(sub)
+    sub.add_parser("build-heldout", help="rewrite assets/human/ from the training corpus' held-out split")
     _add_quick(sub)
     return parser
 
@@ -173,9 +172,12 @@ def _run(args) -> int:
     from core.models import registry
 
     if args.command == "report":
-        from core.report import run_report
-
         return run_report(args)
+    if args.command == "build-heldout":
+        from core import report
+
+        report.write_heldout_file()
+        return 0
     if args.command == "models":
         for name, status in registry.model_statuses().items():
             print(f"{name:<28}{status}")
@@ -225,3 +227,88 @@ def _write(path: str, text: str) -> None:
             out.write(text)
     except OSError as exc:
         raise PlaygroundError(f"Could not write {path}: {exc.strerror or exc}.") from None
+
+
+# `python -m core report ...` ------------------------------------------------------------------------
+def add_report_parser(subparsers) -> argparse.ArgumentParser:
+    from core import report
+    from core.decoding.settings import DEFAULT_MAX_NEW_TOKENS
+
+    r = subparsers.add_parser("report", help="N samples per strategy with Holtzman et al.'s figures, beside human text")
+    r.add_argument("--model", default=None, help="shipped model name, GPT-2 hub id, or a saved-model folder")
+    r.add_argument("--device", default=None, help="cpu, cuda or auto (default: CUDA when present)")
+    r.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_backend_args(r)
+    r.add_argument("--prompt", action="append", default=None,
+                   help="text for the model to continue (repeatable); default: the first "
+                        f"{report.DEFAULT_PROMPT_COUNT} held-out passages' prompts")
+    r.add_argument("--prompts-file", default=None,
+                   help="JSON lines with prompt (and optionally continuation: human text), or one prompt a line")
+    r.add_argument("--samples", type=int, default=report.DEFAULT_SAMPLES,
+                   help=f"samples per sampling strategy (1-{report.MAX_SAMPLES})")
+    r.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
+    r.add_argument("--seed", type=int, default=0, help="run i of the line-up draws from seed + i")
+    r.add_argument("--lineup", default=report.DEFAULT_LINEUP, help="the app's line-up syntax, runs separated by ;")
+    r.add_argument("--human-file", default=str(report.HUMAN_FILE), help="human passages (JSON lines: prompt, continuation)")
+    r.add_argument("--human-count", type=int, default=None,
+                   help="human passages scored (default: as many as samples per sampling strategy x prompts)")
+    return r
+
+
+def prompts_from_args(args) -> list:
+    from core import report
+
+    prompts = [report.Passage(p, "") for p in args.prompt or []]
+    if args.prompts_file:
+        prompts += report.read_prompts_file(args.prompts_file)
+    if not prompts:
+        prompts = [report.Passage(p.prompt, "", p.id) for p in report.load_passages(args.human_file)[:report.DEFAULT_PROMPT_COUNT]]
+    return prompts
+
+
+def run_report(args) -> int:
+    """Check every input before loading the model, then print the report (JSON or a table)."""
+    from core import report
+    from core.backends import open_playground
+    from core.models import registry
+
+    runs = report.report_lineup(args.lineup, samples=args.samples, max_new_tokens=args.max_new_tokens, seed=args.seed)
+    prompts = prompts_from_args(args)
+    report.check_request(prompts, runs, args.human_count)
+    heldout = report.load_passages(args.human_file) if args.human_count != 0 else []
+    pg = open_playground(args.model or registry.default_model(), backend=args.backend, server=args.server,
+                         device=args.device, allow_paths=True, full_vocabulary=args.full_vocabulary)
+    result = report.make_report(pg, prompts, runs, human=heldout, human_count=args.human_count)
+    for notice in result.notices:
+        print(f"note: {notice}", file=sys.stderr)
+    print(result.to_json() if args.json else format_table(result))
+    return 0
+
+
+def _cell(s, digits: int = 2, percent: bool = False) -> str:
+    if s.mean is None:
+        return "-"
+    f = (lambda v: f"{100 * v:.0f}%") if percent else (lambda v: f"{v:.{digits}f}")
+    return f(s.mean) + (f" [{f(s.low)}, {f(s.high)}]" if s.low is not None else "")
+
+
+def format_table(result) -> str:
+    from core import report
+
+    """The table the command line prints: one row per strategy, the human row last and marked."""
+    head = ["strategy", "perplexity", "Self-BLEU-4", "Zipf", "repetition", "distinct-2", "length", "n"]
+    rows = []
+    for r in result.rows:
+        m = r.metrics
+        rows.append([("* " if r.is_human else "  ") + r.name, _cell(m["perplexity"], 1), _cell(m["self_bleu4"], 3),
+                     _cell(m["zipf"], 2), _cell(m["repetition_rate"], percent=True), _cell(m["distinct_2"], 2),
+                     _cell(m["mean_length"], 1), str(len(r.samples))])
+    widths = [max(len(x[i]) for x in [head] + rows) for i in range(len(head))]
+    lines = [f"model {result.model} on {result.device}; {len(result.prompts)} prompt(s), "
+             f"{result.samples_per_strategy} samples per sampling strategy, {result.max_new_tokens} new tokens, "
+             f"seed {result.seed} (run i: seed + i); {result.seconds:.1f}s",
+             "  ".join(h.ljust(w) for h, w in zip(head, widths))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
+    lines.append("mean [95% bootstrap interval]; * = human text. Rules:")
+    lines += [f"  {k}: {v}" for k, v in report.RULES.items()]
+    return "\n".join(lines)

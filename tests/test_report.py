@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from sacrebleu.metrics import BLEU
 
-from core import report
+from core import cli, report
 from core.errors import InvalidSetting
 from core.report import Passage, Sample
 from core.decoding.scoring import score_ids
@@ -68,13 +68,13 @@ def test_loop_rule(ids, loop):
 def test_metrics_spread_and_single_sample():
     samples = [Sample(0, [1, 2, 3, 4], "a b c d", [-1.0, -2.0, -1.0, -2.0], "max_new_tokens"),
                Sample(0, [1, 2, 1, 2, 1, 2], "a b a b a b", [-0.5] * 6, "max_new_tokens")]
-    m = report.metrics(samples)
+    m = report.measure(samples)
     assert m["perplexity"].mean == pytest.approx(math.exp((6 + 3) / 10))  # pooled over tokens
     assert m["repetition_rate"].mean == pytest.approx(0.5)
     assert m["mean_length"].mean == pytest.approx(5.0)
     assert m["distinct_2"].mean == pytest.approx((1.0 + 2 / 5) / 2)
     assert m["perplexity"].low <= m["perplexity"].mean <= m["perplexity"].high
-    single = report.metrics(samples[:1])
+    single = report.measure(samples[:1])
     assert single["self_bleu4"].mean is None and single["perplexity"].low is None
 
 
@@ -99,7 +99,7 @@ def test_human_perplexity_is_the_scoring_paths_and_the_engines_forced_path(playg
     assert human.ids == cont and human.token_logprobs == pytest.approx(scored, abs=1e-6)
     forced = playground.compare(PROMPT, [DecodeSettings("greedy", max_new_tokens=len(cont))], forced_ids=cont)
     assert forced.runs[0].best.token_logprobs == pytest.approx(scored, abs=1e-4)
-    m = report.metrics([human])
+    m = report.measure([human])
     assert m["perplexity"].mean == pytest.approx(math.exp(-sum(scored) / len(scored)), rel=1e-9)
 
 
@@ -132,14 +132,14 @@ def test_batched_report_equals_each_strategy_decoded_alone(playground):
 # command line ------------------------------------------------------------------------------------------
 def parse(*argv):
     parser = argparse.ArgumentParser()
-    report.add_report_parser(parser.add_subparsers(dest="command", required=True))
+    cli.add_report_parser(parser.add_subparsers(dest="command", required=True))
     return parser.parse_args(["report", *argv])
 
 
 def test_cli_json_contract(tiny_dir, capsys):
     args = parse("--model", str(tiny_dir), "--prompt", PROMPT, "--samples", "2", "--max-new-tokens", "6",
                  "--lineup", "greedy;sample(top_k=0)", "--human-count", "3", "--seed", "1", "--json")
-    assert report.run_report(args) == 0
+    assert cli.run_report(args) == 0
     out = json.loads(capsys.readouterr().out)
     assert [s["name"] for s in out["strategies"]] == ["greedy", "temperature 1.0"]
     for row in out["strategies"] + [out["human"]]:
@@ -152,7 +152,7 @@ def test_cli_json_contract(tiny_dir, capsys):
 
 
 def test_cli_table_marks_the_human_row(tiny_dir, capsys):
-    assert report.run_report(parse("--model", str(tiny_dir), "--prompt", PROMPT, "--samples", "2",
+    assert cli.run_report(parse("--model", str(tiny_dir), "--prompt", PROMPT, "--samples", "2",
                                    "--max-new-tokens", "4", "--lineup", "greedy", "--human-count", "2")) == 0
     out = capsys.readouterr().out
     assert "* human text" in out and "greedy" in out and "repetition_rate:" in out
@@ -172,7 +172,7 @@ def test_cli_table_marks_the_human_row(tiny_dir, capsys):
 ])
 def test_cli_bad_input_is_one_sentence(argv, words):
     with pytest.raises(InvalidSetting, match=words):
-        report.run_report(parse("--model", "no-such-model", *argv))
+        cli.run_report(parse("--model", "no-such-model", *argv))
 
 
 @pytest.mark.parametrize("content, words", [("", "has no prompts"), ('{"prompt": 3}\n', "needs a text"),
@@ -181,13 +181,13 @@ def test_bad_prompts_files(tmp_path, content, words):
     path = tmp_path / "prompts.jsonl"
     path.write_text(content)
     with pytest.raises(InvalidSetting, match=words):
-        report.run_report(parse("--model", "no-such-model", "--prompts-file", str(path)))
+        cli.run_report(parse("--model", "no-such-model", "--prompts-file", str(path)))
 
 
 def test_prompts_file_with_continuations(tmp_path):
     path = tmp_path / "prompts.jsonl"
     path.write_text('{"prompt": "Romeo.\\n", "continuation": "O, she doth teach"}\nJuliet.\n')
-    prompts = report.prompts_from_args(parse("--prompts-file", str(path)))
+    prompts = cli.prompts_from_args(parse("--prompts-file", str(path)))
     assert prompts == [Passage("Romeo.\n", "O, she doth teach"), Passage("Juliet.", "")]
 
 
