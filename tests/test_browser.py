@@ -17,6 +17,8 @@ from urllib.parse import quote
 import pytest
 from playwright.sync_api import sync_playwright
 
+from conftest import machine_names_in
+
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -26,6 +28,10 @@ PAGES = ["compare", "step_through", "sampling_lab", "beam_search", "models_and_t
 READY = {"step_through": ('[data-testid="stDataFrame"]', 1), "sampling_lab": (".js-plotly-plot", 4),
          "beam_search": (".js-plotly-plot", 1), "models_and_tokens": (".js-plotly-plot", 1),
          "score_a_text": ('[data-testid="stDataFrame"]', 1), "report": (".js-plotly-plot", 2)}
+# the download buttons of the other pages, and the expander each sits in (None: on the page itself)
+DOWNLOADS = {"step_through": (None, ["Download as one HTML page"]),
+             "beam_search": (None, ["Download this page as one HTML file"]),
+             "report": ("Export", ["CSV (the table)", "JSON (figures and samples)"])}
 LINEUP = ["greedy", "beam 5", "beam 5 + no-repeat 2", "temperature 0.5", "temperature 1.0", "temperature 2.0",
           "top-k 50", "top-p 0.9"]
 
@@ -131,17 +137,28 @@ def test_compare_runs_the_lineup_in_a_real_browser(server, browser, tmp_path):
     code = page.locator('[data-testid="stCode"]')
     code.wait_for(timeout=60_000)
     assert ".generate(" in code.inner_text() and "shakespeare-gpt2" in code.inner_text()
-    with page.expect_download(timeout=60_000) as download:
-        page.get_by_role("button", name="JSON").click()
-    data = json.loads(Path(download.value.path()).read_text())
+    files = download(page, ["JSON", "CSV", "Markdown", "HTML page", "Recipe"], tmp_path)
+    data = json.loads(files["JSON"].read_text())
     assert [r["name"] for r in data["runs"]] == LINEUP and data["recipe"]["model"] == "shakespeare-gpt2"
-    settled(page)  # a download click reruns the page: click the next button once it is drawn again
-    with page.expect_download(timeout=60_000) as download:
-        page.get_by_role("button", name="HTML page").click()
-    exported = tmp_path / "decoding.html"
-    download.value.save_as(exported)
+    assert "--model PATH" in files["Recipe"].read_text()
     page.close()
-    check_exported_page_offline(browser, exported, data)
+    check_exported_page_offline(browser, files["HTML page"], data)
+
+
+def download(page, buttons, folder) -> dict[str, Path]:
+    """Click each download button, save what the browser gets, and search it for this machine's folders
+    and names: no export may name the machine that made it (issue 24)."""
+    files = {}
+    for name in buttons:
+        settled(page)  # a download click reruns the page: click the next button once it is drawn again
+        with page.expect_download(timeout=60_000) as download:
+            page.get_by_role("button", name=name, exact=True).click()
+        files[name] = folder / download.value.suggested_filename
+        download.value.save_as(files[name])
+        assert files[name].stat().st_size > 0, name
+    leaks = {name: found for name, path in files.items() if (found := machine_names_in(path.read_bytes()))}
+    assert not leaks, leaks
+    return files
 
 
 def check_exported_page_offline(browser, path, data):
@@ -188,7 +205,7 @@ def test_a_link_cannot_inject_markdown_or_crash_a_page(server, browser):
 
 
 @pytest.mark.parametrize("path", PAGES[1:])
-def test_other_pages_render_in_a_real_browser(server, browser, path):
+def test_other_pages_render_in_a_real_browser(server, browser, path, tmp_path):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(f"{server}/{path}?max_new_tokens=16")
     settled(page)
@@ -199,4 +216,9 @@ def test_other_pages_render_in_a_real_browser(server, browser, path):
     sidebar = page.locator('[data-testid="stSidebar"]')
     assert sidebar.get_by_text("Model", exact=True).count() == 1
     assert sidebar.get_by_text("Score a text").count() == 1  # the page links are drawn on every page
+    if path in DOWNLOADS:
+        expander, buttons = DOWNLOADS[path]
+        if expander:
+            page.get_by_text(expander, exact=True).click()
+        download(page, buttons, tmp_path)
     page.close()
