@@ -10,7 +10,7 @@ import torch
 from core.models import registry
 from core.playground import Playground, default_lineup
 from core.decoding.settings import DecodeSettings
-from core.models.training import encode, evaluate, fetch_corpus, split_texts
+from core.training.train import encode, evaluate, fetch_corpus, split_texts
 
 NAMES = ["shakespeare-gpt2", "shakespeare-transformer-lm", "shakespeare-lstm"]
 

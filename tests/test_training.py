@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from core.models.training import Plan, build_model, encode, evaluate, split_texts, train, train_tokenizer
+from core.training.train import Plan, build_model, encode, evaluate, split_texts, train, train_tokenizer
 
 FIXTURE = [
     "Romeo.\nBut soft, what light through yonder window breaks?\nIt is the east, and Juliet is the sun.\n" * 6,

