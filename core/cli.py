@@ -231,7 +231,7 @@ def _write(path: str, text: str) -> None:
 
 # `python -m core report ...` ------------------------------------------------------------------------
 def add_report_parser(subparsers) -> argparse.ArgumentParser:
-    from core import report
+    from core import limits, report
     from core.decoding.settings import DEFAULT_MAX_NEW_TOKENS
 
     r = subparsers.add_parser("report", help="N samples per strategy with Holtzman et al.'s figures, beside human text")
@@ -245,7 +245,7 @@ def add_report_parser(subparsers) -> argparse.ArgumentParser:
     r.add_argument("--prompts-file", default=None,
                    help="JSON lines with prompt (and optionally continuation: human text), or one prompt a line")
     r.add_argument("--samples", type=int, default=report.DEFAULT_SAMPLES,
-                   help=f"samples per sampling strategy (1-{report.MAX_SAMPLES})")
+                   help=f"samples per sampling strategy (1-{limits.MAX_SAMPLES})")
     r.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
     r.add_argument("--seed", type=int, default=0, help="run i of the line-up draws from seed + i")
     r.add_argument("--lineup", default=report.DEFAULT_LINEUP, help="the app's line-up syntax, runs separated by ;")

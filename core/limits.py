@@ -19,7 +19,7 @@ from core.errors import InvalidSetting
 MAX_RUNS = 16  # runs in one line-up
 MAX_ROWS = 64  # batch rows decoded at once (beams + samples over all runs)
 MAX_BRANCHES = 8  # branches kept on Step through
-MAX_SAMPLES = 50  # samples per strategy in a report
+MAX_SAMPLES = 50  # samples per sampling strategy in a report
 MAX_REPORT_ROWS = 512  # a report is many samples at once: the default one (9 runs, N = 20) has 131 rows
 CPU_BUDGET = 2.6e11  # rows x new tokens x parameters
 GPU_FACTOR = 20

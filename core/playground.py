@@ -18,7 +18,7 @@ from core.decoding import engine
 from core.decoding.scoring import ScoredToken, ScoreResult, score_ids
 from core.decoding.settings import DEFAULT_MAX_NEW_TOKENS, DecodeSettings, lineup_seeds, validate
 from core.decoding.trace import DISTRIBUTIONS, BeamNode, Candidate, RunTrace, Sequence, Step
-from core.errors import InvalidSetting, PlaygroundError
+from core.errors import InvalidSetting
 from core.models import registry
 from core.models.lm import StepModel, adapter_for
 
@@ -253,4 +253,4 @@ def _free_memory(device: torch.device) -> int:
         return 1 << 40  # unknown: do not refuse
 
 
-__all__ = ["Playground", "DecodeResult", "default_lineup", "PlaygroundError"]
+__all__ = ["Playground", "DecodeResult", "default_lineup"]

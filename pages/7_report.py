@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from ui import fail, in_turn, remember, sidebar, state, step_boundary, warn
-from core import report, serving
+from core import limits, report, serving
 from core.views import report_figures
 from core.decoding import lineup as lineup_syntax
 from core.views import share
@@ -17,7 +17,7 @@ try:
 except PlaygroundError:
     FIRST = report.Passage("Romeo.\n", "")
 SCHEMA = {"prompt": FIRST.prompt, "human": FIRST.continuation,
-          "samples": Param(10, 1, report.MAX_SAMPLES),
+          "samples": Param(10, 1, limits.MAX_SAMPLES),
           "lineup": Param(report.DEFAULT_LINEUP.replace(";", "\n"), max_chars=lineup_syntax.MAX_LINEUP_CHARS),
           "metric": Param("perplexity", choices=report.METRICS)}
 
@@ -28,7 +28,7 @@ st.caption("N samples per strategy, decoded in one batch, scored as in Holtzman 
 left, right = st.columns(2)
 left.text_area("Prompt", key=f"{PAGE}_prompt", height=150)
 right.text_area("Human continuation of this prompt (optional)", key=f"{PAGE}_human", height=150)
-st.number_input("Samples per sampling strategy (N)", min_value=1, max_value=report.MAX_SAMPLES, step=1,
+st.number_input("Samples per sampling strategy (N)", min_value=1, max_value=limits.MAX_SAMPLES, step=1,
                 key=f"{PAGE}_samples")
 with st.expander("Line-up: one run per line, strategy(name=value,...)"):
     st.text_area("Runs", key=f"{PAGE}_lineup", height=230)

@@ -25,6 +25,6 @@ from core.report.human import (HUMAN_FILE, Passage, build_heldout_passages, huma
 from core.report.metrics import (METRICS, RULES, TABLE_METRICS, Sample, Spread, StrategyReport, ends_in_loop,
                                  measure, rank_frequency, repeated_share, self_bleu4, zipf_coefficient)
 from core.report.run import (DEFAULT_LINEUP, DEFAULT_PROMPT_COUNT, DEFAULT_SAMPLES,
-                             MAX_HUMAN, MAX_PROMPTS, MAX_SAMPLES, ROW_TOKEN_BUDGET, Figure1, Report, as_written,
+                             MAX_HUMAN, MAX_PROMPTS, ROW_TOKEN_BUDGET, Figure1, Report, as_written,
                              check_request, check_samples, decode_prompt, make_report, prompt_seeds, report_lineup,
                              run_name)

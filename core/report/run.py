@@ -17,7 +17,6 @@ from core.report.human import Passage, human_passages, score_human
 from core.report.metrics import HUMAN, METRICS, RULES, Sample, StrategyReport, clean, strategy_report
 
 # limits: a report is many rows at once, so it has its own budget (rows x new tokens over all prompts)
-MAX_SAMPLES = 50  # samples per sampling strategy
 MAX_PROMPTS = 20
 MAX_HUMAN = 300  # human passages scored
 # batch rows x new tokens, summed over the prompts: the command line's default (5 prompts x 131 rows x 64
@@ -104,8 +103,8 @@ def report_lineup(spec: str, *, samples: int, max_new_tokens: int, seed: int) ->
 
 
 def check_samples(samples) -> None:
-    if isinstance(samples, bool) or not isinstance(samples, int) or not 1 <= samples <= MAX_SAMPLES:
-        raise InvalidSetting(f"Samples per strategy must be a whole number from 1 to {MAX_SAMPLES}, got {samples!r}.")
+    if isinstance(samples, bool) or not isinstance(samples, int) or not 1 <= samples <= limits.MAX_SAMPLES:
+        raise InvalidSetting(f"Samples per strategy must be a whole number from 1 to {limits.MAX_SAMPLES}, got {samples!r}.")
 
 
 def check_request(prompts: list[Passage], runs: list[DecodeSettings], human_count: int | None = None) -> None:
@@ -178,10 +177,7 @@ def make_report(pg, prompts: list[Passage], runs: list[DecodeSettings], *, human
     notices, longest = [], max(s.max_new_tokens for s in runs)
     traces_of_first = None
     for pi, p in enumerate(prompts):
-        step_cb = None
-        if on_step is not None:
-            def step_cb(step, ids, pi=pi):
-                on_step(pi * longest + step + 1, len(prompts) * longest, [pg.text(i) for i in ids])
+        step_cb = _progress(on_step, pg, pi * longest, len(prompts) * longest) if on_step is not None else None
         traces, cut = decode_prompt(pg, p.prompt, prompt_seeds(runs, pi), step_cb)
         notices += [f"Prompt {pi + 1}: {note}" for note in cut]
         traces_of_first = traces_of_first or traces
@@ -197,6 +193,11 @@ def make_report(pg, prompts: list[Passage], runs: list[DecodeSettings], *, human
     lineup = lineup_syntax.lineup_spec([as_written(s) for s in runs])
     return Report(pg.label, pg.device, [p.prompt for p in prompts], lineup, n, longest, runs[0].seed, strategies,
                   human_row, figure, notices, time.perf_counter() - started)
+
+
+def _progress(on_step, pg, done_before: int, total: int):
+    """The engine's per-step callback for one prompt, as the report's progress over all prompts."""
+    return lambda step, ids: on_step(done_before + step + 1, total, [pg.text(i) for i in ids])
 
 
 def figure1_data(pg, prompt: str, runs, traces, human_samples: list[Sample]) -> Figure1 | None:
