@@ -2,19 +2,28 @@
 
 The tokens are coloured with the same CSS-only hover cards as the app (`core.views.figures`), the figures
 are plotly with plotly.js inlined once (the first figure carries it, the others reuse it), and every
-piece of text that came from a user or a tokenizer is escaped.
+piece of text that came from a user or a tokenizer is escaped: the page is a Jinja2 template
+(templates/export.html.j2) that escapes every value by default.
 """
 
 from __future__ import annotations
 
 import html
 import json
+from pathlib import Path
 
+import jinja2
 import plotly.graph_objects as go
+from markupsafe import Markup
 
 from core.views import figures
 from core.decoding.trace import DISTRIBUTIONS, FINISH_REASONS, Sequence
 
+# autoescape: every value the template is given is escaped unless it is Markup that our view code built;
+# escaped by html.escape, as the app's own HTML is, so an export and the app quote text alike
+_TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+                                autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                                finalize=lambda v: v if isinstance(v, Markup) else Markup(html.escape(str(v))))
 PAGES = ("compare", "beam", "step")
 PAGE_CSS = """
 body{font:15px/1.5 system-ui,-apple-system,'Segoe UI',sans-serif;color:#111;max-width:1200px;margin:24px auto;
@@ -35,18 +44,14 @@ class _Figures:
     def __init__(self):
         self.first = True
 
-    def __call__(self, fig: go.Figure) -> str:
+    def __call__(self, fig: go.Figure) -> Markup:
         out = fig.to_html(full_html=False, include_plotlyjs=self.first, include_mathjax=False,
                           config={"displaylogo": False, "responsive": True})
         self.first = False
-        return out
+        return Markup(out)
 
 
-def _esc(text) -> str:
-    return html.escape(str(text))
-
-
-def _settings_table(recipe_dict: dict) -> str:
+def _settings_table(recipe_dict: dict) -> Markup:
     rows = []
     for run in recipe_dict.get("runs", []):
         params = {k: v for k, v in run.items() if k not in ("name", "generate_kwargs")}
@@ -54,15 +59,47 @@ def _settings_table(recipe_dict: dict) -> str:
                      "settings": ", ".join(f"{k}={v!r}" for k, v in params.items()),
                      "generate() keyword arguments": ", ".join(
                          f"{k}={v!r}" for k, v in (run.get("generate_kwargs") or {}).items())})
-    return figures.table_html(rows)
+    return Markup(figures.table_html(rows))
 
 
-def _run_block(name: str, seq: Sequence, distribution: str) -> str:
+def _run(name: str, seq: Sequence, distribution: str) -> dict:
     f = seq.figures()
-    return (f"<div><h3>{_esc(name)}</h3>{figures.tokens_html(seq, distribution)}"
-            f'<p class="dp-figs">sequence log-prob {f["sequence_logprob"]:.2f} (raw) · perplexity '
-            f'{f["perplexity"]:.1f} · distinct-2 {f["distinct"]["distinct_2"]:.2f} · '
-            f'{_esc(FINISH_REASONS.get(seq.finish_reason, seq.finish_reason))}</p></div>')
+    return {"name": name, "tokens": Markup(figures.tokens_html(seq, distribution)),
+            "sequence_logprob": f["sequence_logprob"], "perplexity": f["perplexity"],
+            "distinct_2": f["distinct"]["distinct_2"], "finish": FINISH_REASONS.get(seq.finish_reason, seq.finish_reason)}
+
+
+def _part(heading: str = "", level: str = "h2", runs=(), grid: bool = False, html: str = "", note: str = "") -> dict:
+    """One section of the page; `html` is markup our own view code built (its text already escaped)."""
+    return {"heading": heading, "level": level, "runs": list(runs), "grid": grid, "html": Markup(html), "note": note}
+
+
+def _compare_parts(result, distribution: str, fig_html) -> list[dict]:
+    return [_part(runs=[_run(r.name, r.best, distribution) for r in result.runs], grid=True),
+            _part("Coherence vs diversity", html=fig_html(figures.lineup_chart(result.runs))),
+            _part(html=figures.table_html(figures.lineup_table(result.runs)))]
+
+
+def _beam_parts(result, distribution: str, fig_html) -> list[dict]:
+    parts = []
+    for run in result.runs:
+        parts.append(_part(runs=[_run(run.name, run.best, distribution)]))
+        if run.beam_tree:
+            parts.append(_part(html=fig_html(figures.beam_tree_figure(run, max_steps=20)),
+                               note="Scores are sums of processed log-probs (not renormalised); a finished score "
+                                    "is divided by length ** length_penalty. First 20 steps."))
+        parts.append(_part(f"Hypotheses of {run.name}", "h3", html=figures.hypotheses_html(run, distribution)))
+    return parts
+
+
+def _step_parts(result, distribution: str, branches) -> list[dict]:
+    main = result.runs[0]
+    rows = figures.step_table(result.prompt_text, main.best, 5, distribution)
+    parts = [_part(runs=[_run(main.name, main.best, distribution)]),
+             _part(f"Steps ({distribution} probabilities)", html=figures.table_html(rows))]
+    for name, prompt_text, seq in branches or []:
+        parts.append(_part(name, "h3", html=figures.prompt_html(prompt_text) + figures.tokens_html(seq, distribution)))
+    return parts
 
 
 def export_html(result, recipe_dict: dict, snippet: str, *, page: str = "compare", distribution: str = "raw",
@@ -81,46 +118,14 @@ def export_html(result, recipe_dict: dict, snippet: str, *, page: str = "compare
     fig_html = _Figures()
     heading = title or {"compare": "Compare decoding strategies", "beam": "Beam search",
                         "step": "Step through greedy decoding"}[page]
-    parts = [f"<h1>{_esc(heading)}</h1>",
-             f'<p class="dp-meta">Decoding Playground · model <b>{_esc(result.model)}</b> '
-             f'({_esc(recipe_dict.get("revision", ""))}) on {_esc(result.device)} · '
-             f'{len(result.prompt_ids)} prompt tokens</p>']
-    parts += [f'<p class="dp-notice">{_esc(n)}</p>' for n in result.notices]
-    parts.append("<h2>Prompt</h2>" + figures.prompt_html(result.prompt_text))
-    parts.append("<h2>Outputs</h2>" + figures.probability_legend_html(distribution))
-    parts.append(f'<p class="dp-meta">{_esc(DISTRIBUTIONS["prob"])}. {_esc(DISTRIBUTIONS["processed_prob"])}.</p>')
-
-    if page == "compare":
-        parts.append('<div class="dp-runs">'
-                     + "".join(_run_block(r.name, r.best, distribution) for r in result.runs) + "</div>")
-        parts.append("<h2>Coherence vs diversity</h2>" + fig_html(figures.lineup_chart(result.runs)))
-        parts.append(figures.table_html(figures.lineup_table(result.runs)))
-    elif page == "beam":
-        for run in result.runs:
-            parts.append(_run_block(run.name, run.best, distribution))
-            if run.beam_tree:
-                parts.append(fig_html(figures.beam_tree_figure(run, max_steps=20)))
-                parts.append('<p class="dp-meta">Scores are sums of processed log-probs (not renormalised); '
-                             "a finished score is divided by length ** length_penalty. First 20 steps.</p>")
-            parts.append(f"<h3>Hypotheses of {_esc(run.name)}</h3>" + figures.hypotheses_html(run, distribution))
-    else:
-        main = result.runs[0]
-        parts.append(_run_block(main.name, main.best, distribution))
-        rows = figures.step_table(result.prompt_text, main.best, 5, distribution)
-        parts.append(f"<h2>Steps ({_esc(distribution)} probabilities)</h2>" + figures.table_html(rows))
-        for name, prompt_text, seq in branches or []:
-            parts.append(f"<h3>{_esc(name)}</h3>" + figures.prompt_html(prompt_text)
-                         + figures.tokens_html(seq, distribution))
-
-    parts.append("<h2>Settings</h2>" + _settings_table(recipe_dict))
-    versions = recipe_dict.get("versions") or {}
-    if versions:
-        parts.append('<p class="dp-meta">' + " · ".join(f"{_esc(k)} {_esc(v)}" for k, v in versions.items()) + "</p>")
-    parts.append("<h2>Recipe</h2><p class=\"dp-meta\">Runs the same decoding with transformers' generate():</p>"
-                 f'<pre class="dp-code">{_esc(snippet)}</pre>')
-    parts.append("<details><summary>Recipe as JSON</summary>"
-                 f'<pre class="dp-code">{_esc(json.dumps(recipe_dict, ensure_ascii=False, indent=1))}</pre></details>')
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<title>{_esc(heading)} · Decoding Playground</title><style>{PAGE_CSS}</style></head><body>"
-            + "\n".join(parts) + "\n</body></html>\n")
+    parts = {"compare": lambda: _compare_parts(result, distribution, fig_html),
+             "beam": lambda: _beam_parts(result, distribution, fig_html),
+             "step": lambda: _step_parts(result, distribution, branches)}[page]()
+    return _TEMPLATES.get_template("export.html.j2").render(
+        heading=heading, css=Markup(PAGE_CSS), model=result.model, revision=recipe_dict.get("revision", ""),
+        device=result.device, prompt_tokens=len(result.prompt_ids), notices=result.notices,
+        prompt=Markup(figures.prompt_html(result.prompt_text)),
+        legend=Markup(figures.probability_legend_html(distribution)),
+        raw_meaning=DISTRIBUTIONS["prob"], processed_meaning=DISTRIBUTIONS["processed_prob"], parts=parts,
+        settings=_settings_table(recipe_dict), versions=recipe_dict.get("versions") or {}, snippet=snippet,
+        recipe_json=json.dumps(recipe_dict, ensure_ascii=False, indent=1))
