@@ -37,17 +37,9 @@ from urllib.parse import urlparse
 import torch
 import torch.nn.functional as F
 
-from core.decoding.settings import knobs_read
-from core.decoding.strategies.base import (
-    RawRun,
-    RawSequence,
-    RawStep,
-    RowStats,
-    apply_processors,
-    build_processors,
-    chosen_figures,
-    raw_step,
-)
+from core.decoding.processors import applied_to, apply_processors, build_processors
+from core.decoding.settings import KNOBS, knobs_read
+from core.decoding.strategies.base import RawRun, RawSequence, RawStep, RowStats, chosen_figures, raw_step
 from core.errors import InvalidSetting, ModelUnavailable, PlaygroundError
 from core.models import registry
 from core.models.lm import ModelFacts
@@ -260,6 +252,9 @@ class VLLMPlayground(Playground):
                 return f"vLLM's API has no {name}"
             if taken is not None and (why := taken.refuse(s)):
                 return why
+        for p in applied_to(s):  # a processor can be on at its settings' defaults
+            if any(KNOBS[name].runs_on(BACKEND) is None for name in p.knobs):
+                return f"vLLM's API has no {p.knobs[0]}"
         return runs.refuse(s)
 
     @staticmethod
@@ -355,8 +350,8 @@ class VLLMPlayground(Playground):
         return ids
 
     def _steps(self, s, prompt_ids: list[int], ids: list[int], dists: list[dict[int, float]], top_n: int) -> list[RawStep]:
-        full = self.full_vocabulary
-        processors = build_processors(s) if full and s.repetition_penalty == 1.0 else None
+        replayable = all(p.replays_on_logprobs for p in applied_to(s))  # the server sends log-probs, not logits
+        processors = build_processors(s) if self.full_vocabulary and replayable else None
         steps = []
         for i, (token, dist) in enumerate(zip(ids, dists)):
             if token not in dist:
@@ -453,7 +448,7 @@ def _partial_step(s, token: int, dist: dict[int, float], top_n: int) -> RawStep:
     rank = above + 1 if above < top_n else None
     top = ranked[:top_n]
     # without processors (greedy, beam search) the processed distribution is the raw one
-    same = not s.do_sample and s.repetition_penalty == 1.0 and not s.no_repeat_ngram_size
+    same = not s.do_sample and not applied_to(s)
     probs = [float(torch.tensor(v).exp()) for _, v in top]
     return RawStep(id=token, logprob=lp, processed_logprob=lp if same else None, rank=rank,
                    processed_rank=rank if same else None, entropy=None, processed_entropy=None,

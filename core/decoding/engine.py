@@ -27,7 +27,6 @@ from core.models.lm import ModelFacts, StepModel
 from core.decoding.settings import DecodeSettings
 from core.decoding.strategies import strategy_class
 from core.decoding.strategies.base import (  # noqa: F401  (what a run returns, and the processors, as before)
-    BANNING,
     RawBeamNode,
     RawRun,
     RawSequence,

@@ -1,10 +1,11 @@
 """Decoding settings: `DecodeSettings`, whose names and defaults mirror `model.generate()`, and its checks.
 
 Each setting is declared once, as a `Knob` (`core.decoding.knobs`): here for the few that every strategy
-reads (the strategy's name, max_new_tokens, the two penalties, the seed), and in the strategy class
-that introduces it for the rest (`Strategy.settings`, e.g. `num_beams` in `strategies/beam.py`).
-`DecodeSettings` is a frozen dataclass assembled from those declarations once the registry is loaded,
-so a new strategy's settings arrive with its own file. The command line's flags (`core.cli`), the URL
+reads (the strategy's name, max_new_tokens, the two penalties, the seed), in the strategy class
+that introduces it for the rest (`Strategy.settings`, e.g. `num_beams` in `strategies/beam.py`), and in
+a processor's declaration for a processor's own (`core.decoding.processors`). `DecodeSettings` is a
+frozen dataclass assembled from those declarations once the registries are loaded, so a new strategy's
+or processor's settings arrive with its own file. The command line's flags (`core.cli`), the URL
 and line-up parser (`core.views.share`), `validate()`'s messages and `generate_kwargs()` are derived
 from `KNOBS`.
 """
@@ -14,8 +15,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import field
 
-from core.decoding import strategies  # importing it registers every strategy class and its settings
-from core.decoding.knobs import ANY_BACKEND, Knob, Runs, check_knob, knob, num, whole
+from core.decoding import processors, strategies  # importing them registers every declaration and its settings
+from core.decoding.knobs import ANY_BACKEND, Knob, Runs, check_knob, knob, whole
 from core.errors import InvalidSetting
 
 DEFAULT_MAX_NEW_TOKENS = 40  # one default for the app, the command line and the line-ups (generate() has
@@ -58,24 +59,43 @@ _LAST = {"seed": knob(0, "seeds this run's own torch.Generator (sampling only)",
                       low=0, high=MAX_SEED, flag=False, backends=_EVERYWHERE)}
 
 
-def _declarations() -> dict[str, Knob]:
-    """Every setting, in the order of the fields: the shared ones first and last, each strategy's
-    own in between, each marked with the modes that read it (the class declaring it, and those
-    naming it in `reads`)."""
+def _add(own: dict[str, Knob], declarer: str, settings: dict[str, Knob], used_by, taken=()) -> None:
+    """`settings` into `own`, each marked with the modes that read it (`used_by(name)`)."""
+    for name, k in settings.items():
+        if name in own or name in taken or name in _FIRST or name in _EVERY_STRATEGY or name in _LAST:
+            raise TypeError(f"{declarer} declares {name!r}, which is declared already; name it among those it reads.")
+        own[name] = dataclasses.replace(k, used_by=used_by(name))
+
+
+def _strategies_own() -> dict[str, Knob]:
+    """Each strategy's settings, read by the class declaring them and those naming them in `reads`."""
     own: dict[str, Knob] = {}
-    for mode, cls in strategies.REGISTRY.items():
-        for name, k in cls.settings.items():
-            if name in own or name in _FIRST or name in _EVERY_STRATEGY or name in _LAST:
-                raise TypeError(f"{cls.__name__} declares {name!r}, which is declared already; list it in `reads`.")
-            own[name] = k
-    for name, k in own.items():
-        modes = tuple(m for m, c in strategies.REGISTRY.items() if name in c.settings or name in c.reads)
-        own[name] = dataclasses.replace(k, used_by=modes)
-    return {**_FIRST, **own, **_EVERY_STRATEGY, **_LAST}
+    for cls in strategies.REGISTRY.values():
+        _add(own, cls.__name__, cls.settings, lambda name: tuple(
+            m for m, c in strategies.REGISTRY.items() if name in c.settings or name in c.reads))
+    return own
+
+
+def _processors_own(taken: dict[str, Knob]) -> dict[str, Knob]:
+    """Each processor's own settings, read by the modes that apply it: every mode, or, for a warper,
+    the modes that sample."""
+    sampling = tuple(m for m, c in strategies.REGISTRY.items() if c.samples)
+    own: dict[str, Knob] = {}
+    for p in processors.ordered():
+        _add(own, f"The {p.name} processor", p.settings, lambda name: sampling if p.sampling_only else (), taken)
+    return own
+
+
+def _declarations() -> dict[str, Knob]:
+    """Every setting, in the order of the fields: the shared ones first and last, the strategies' own,
+    then the processors' own, in between."""
+    own = _strategies_own()
+    return {**_FIRST, **own, **_EVERY_STRATEGY, **_processors_own(own), **_LAST}
 
 
 KNOBS: dict[str, Knob] = _declarations()
 
+_POSITION = {name: i for i, name in enumerate(KNOBS)}  # a run's name lists its processors as its settings
 
 def knobs_read(mode: str) -> list[tuple[str, Knob]]:
     """The settings a mode reads: those of every mode first (generate() applies its penalties before
@@ -128,10 +148,8 @@ class _Behaviour:
         if self.label:
             return self.label
         name = ", ".join(self.runner.describe(self))
-        if self.no_repeat_ngram_size:
-            name += f" + no-repeat {self.no_repeat_ngram_size}"
-        if self.repetition_penalty != 1.0:
-            name += f" + repetition penalty {num(self.repetition_penalty)}"
+        for p in sorted((p for p in processors.applied_to(self) if p.in_name), key=lambda p: _POSITION[p.knobs[0]]):
+            name += f" + {p.in_name(self)}"
         if self.num_return_sequences > 1:
             name += f" ({self.num_return_sequences} returned)"
         return name

@@ -49,8 +49,8 @@ class Step:
     entropy: float | None  # raw distribution, nats; None without the whole distribution
     processed_entropy: float | None
     top: list[Candidate]  # the raw distribution's top-N, each with its processed probability
-    kept: dict[str, int]  # tokens left after each cutting processor (top_k, top_p, min_p, typical_p)
-    banned: dict[str, list[int]]  # ids no_repeat_ngram banned / repetition_penalty down-weighted
+    kept: dict[str, int]  # tokens left after each processor declared to cut (top_k, top_p, min_p, ...)
+    banned: dict[str, list[int]]  # ids each processor declared to ban hit (no_repeat_ngram, repetition_penalty, ...)
     curve: list[tuple[int, float]]  # raw sorted cumulative-probability curve: exact (rank, mass) points
     banned_tokens: dict[str, list[str]] = field(default_factory=dict)  # the banned ids as text
     # the full processed log-prob vector (V,), only when asked for (keep_distributions); not exported

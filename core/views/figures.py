@@ -18,13 +18,11 @@ from functools import lru_cache
 import numpy as np
 import plotly.graph_objects as go
 
+from core.decoding.processors import CUTS, PROCESSORS, ordered
 from core.decoding.trace import RunTrace, Sequence
 
 STATUS_COLOURS = {"kept": "#1f77b4", "finished": "#2ca02c", "pruned": "#b0b0b0"}
 BEST_COLOUR = "#d62728"
-CUT_COLOURS = {"top_k": "#d62728", "top_p": "#2ca02c", "min_p": "#9467bd", "typical_p": "#ff7f0e"}
-CUT_NAMES = {"top_k": "top-k", "top_p": "top-p", "min_p": "min-p", "typical_p": "typical-p"}
-BAN_NAMES = {"no_repeat_ngram": "banned by no-repeat-n-gram", "repetition_penalty": "down-weighted by repetition penalty"}
 RUN_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
                "#bcbd22", "#17becf"]
 STRATEGY_SYMBOLS = {"greedy": "circle", "beam": "square", "sample": "diamond"}
@@ -242,27 +240,36 @@ def cut_reason(step, position: int) -> str | None:
     """Why the processors removed the step's `position`-th raw candidate, or None if they did not.
 
     A banned id says which ban; otherwise the cut is found from the survivor counts: the candidates
-    are in raw order, which temperature keeps, so the k-th surviving one falls to the first cutter
-    that kept fewer than k. (With a repetition penalty the order can change: then it says which
-    processors could have cut it.)"""
+    are in raw order, which temperature keeps, so the k-th surviving one falls to the first cut that
+    keeps the most likely tokens and kept fewer than k. (A processor that reorders, such as the
+    repetition penalty, spoils that: then it says which processors could have cut it.) The names and
+    what each processor does are its declaration's (`core.decoding.processors`)."""
     cand = step.top[position]
     if cand.processed_prob is None or cand.processed_prob > 0:
         return None
     for name, ids in step.banned.items():
-        if cand.id in ids and name in BAN_NAMES:
-            return BAN_NAMES[name]
-    cutters = [name for name in step.kept if name in CUT_NAMES]
+        if cand.id in ids and name in PROCESSORS:
+            return PROCESSORS[name].reason()
+    cutters = [PROCESSORS[name] for name in step.kept if name in PROCESSORS]
     if not cutters:
-        return BAN_NAMES["no_repeat_ngram"] if "no_repeat_ngram" in step.banned else "removed by the processors"
-    if "repetition_penalty" not in step.banned:
-        banned = _banned_ids(step)
-        place = 1 + sum(1 for c in step.top[:position] if c.id not in banned)
-        for name in cutters:
-            if name in ("top_k", "top_p", "min_p") and place > step.kept[name]:
-                return f"cut by {CUT_NAMES[name]}"
-            if name == "typical_p":
-                return "cut by typical-p"
-    return "cut by " + " / ".join(CUT_NAMES[n] for n in cutters)
+        removers = [PROCESSORS[n] for n in step.banned if n in PROCESSORS and PROCESSORS[n].removes]
+        return removers[0].reason() if removers else "removed by the processors"
+    if not any(PROCESSORS[n].reorders for n in step.banned if n in PROCESSORS):
+        return _first_cut(step, position, cutters) or _cut_by(cutters)
+    return _cut_by(cutters)
+
+
+def _first_cut(step, position: int, cutters: list) -> str | None:
+    banned = _banned_ids(step)
+    place = 1 + sum(1 for c in step.top[:position] if c.id not in banned)
+    for p in cutters:
+        if not p.prefix_cut or place > step.kept[p.name]:
+            return p.reason()
+    return None
+
+
+def _cut_by(cutters: list) -> str:
+    return "cut by " + " / ".join(p.label for p in cutters)
 
 
 def _cuts(step) -> str:
@@ -571,7 +578,7 @@ def cumulative_figure(at: dict, title: str = "") -> go.Figure:
         fig.add_trace(go.Scatter(x=r, y=c, mode="lines", name="raw distribution (before any processor)",
                                  line=dict(color="#bbbbbb", width=1.5, dash="dot"),
                                  hovertemplate="rank %{x:,}<br>cumulative p %{y:.3f} (raw)<extra></extra>"))
-    first = CUT_NAMES[stages[0]["name"]] if stages else None
+    first = PROCESSORS[stages[0]["name"]].label if stages else None
     r, c = _curve(before["sorted"], [stages[0]["kept"]] if stages else [])
     fig.add_trace(go.Scatter(
         x=r, y=c, mode="lines", line=dict(color="#1f77b4", width=2.5),
@@ -580,7 +587,7 @@ def cumulative_figure(at: dict, title: str = "") -> go.Figure:
     previous = None
     for i, stage in enumerate(stages):
         name, kept = stage["name"], stage["kept"]
-        pretty, colour = CUT_NAMES[name], CUT_COLOURS[name]
+        pretty, colour = PROCESSORS[name].label, PROCESSORS[name].colour
         sees = np.asarray(stage["sorted"], dtype=np.float64)
         if i > 0:
             r, c = _curve(sees, [kept])
@@ -592,7 +599,7 @@ def cumulative_figure(at: dict, title: str = "") -> go.Figure:
         fig.add_trace(go.Scatter(x=[kept, kept], y=[0, 1], mode="lines", name=label,
                                  line=dict(color=colour, dash="dash", width=2), meta={"processor": name, "kept": kept},
                                  hovertemplate=f"{label}<extra></extra>"))
-        if name == "top_p":
+        if PROCESSORS[name].mass_cut:
             fig.add_trace(go.Scatter(x=[1, kept], y=[stage["param"]] * 2, mode="lines", showlegend=False,
                                      line=dict(color=colour, dash="dot", width=1), hoverinfo="skip"))
         previous = kept
@@ -628,10 +635,11 @@ def nucleus_figure(seq: Sequence) -> go.Figure:
     for name in names:
         fig.add_trace(go.Scatter(x=[s.index for s in seq.steps], y=[s.kept.get(name) for s in seq.steps],
                                  mode="lines+markers", name=f"kept by {name}",
-                                 line=dict(color=CUT_COLOURS.get(name)),
+                                 line=dict(color=PROCESSORS[name].colour if name in PROCESSORS else None),
                                  hovertemplate="step %{x}<br>%{y:,} tokens kept<extra>" + name + "</extra>"))
     if not names:
-        fig.add_annotation(text="this run cuts nothing (no top-k / top-p / min-p / typical-p)",
+        cuts = " / ".join(p.label for p in ordered() if p.does == CUTS)
+        fig.add_annotation(text=f"this run cuts nothing (no {cuts})",
                            showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
     high = max([s.kept[n] for s in seq.steps for n in s.kept] or [10])
     values, text = _log_ticks(high)

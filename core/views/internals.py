@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from core.models.architectures import parameter_count
-from core.decoding.engine import build_processors
+from core.decoding.processors import CUTS, PROCESSORS, build_processors
 from core.views.figures import token_label
 from core.playground import Playground
 from core.decoding.settings import DecodeSettings
@@ -83,31 +83,15 @@ def _has_attention(model) -> bool:
     return hasattr(model, "attention_maps") or getattr(model.config, "model_type", "") == "gpt2"
 
 
-CUTTERS = ("top_k", "top_p", "min_p", "typical_p")  # processors that remove tokens (the rest reshape)
-CUTTER_NAMES = {"top_k": "top-k", "top_p": "top-p", "min_p": "min-p", "typical_p": "typical-p"}
-
-
-def _applied_label(name: str, s: DecodeSettings) -> str:
-    return {"repetition_penalty": f"repetition penalty {s.repetition_penalty:g}",
-            "no_repeat_ngram": f"no-repeat-{s.no_repeat_ngram_size} bans",
-            "temperature": f"temperature {s.temperature:g}", "top_k": f"top-k {s.top_k}",
-            "top_p": f"top-p {s.top_p:g}", "min_p": f"min-p {s.min_p:g}" if s.min_p is not None else "min-p",
-            "typical_p": f"typical-p {s.typical_p:g}"}[name]
-
-
-def _describe(applied: list[str]) -> str:
+def _describe(applied: list, s: DecodeSettings) -> str:
     if not applied:
         return "raw"
-    cut = any(a.startswith(("top-", "min-p", "typical-p")) for a in applied)
-    return "after " + ", ".join(applied) + (" (renormalised)" if cut else "")
+    cut = any(p.does == CUTS for p in applied)
+    return "after " + ", ".join(p.applied_label(s) for p in applied) + (" (renormalised)" if cut else "")
 
 
 def _sorted_probs(scores: torch.Tensor) -> np.ndarray:
     return F.softmax(scores.double(), -1).sort(descending=True).values.cpu().numpy()
-
-
-def _param(name: str, s: DecodeSettings):
-    return {"top_k": s.top_k, "top_p": s.top_p, "min_p": s.min_p, "typical_p": s.typical_p}[name]
 
 
 @torch.inference_mode()
@@ -121,38 +105,42 @@ def distribution_at(pg: Playground, ids: list[int], settings: DecodeSettings | N
 
     - "before_cuts": {"label", "sorted"}: the distribution the first cutter sees (after penalties and
       temperature), sorted descending (numpy); with no cutter, the final distribution;
-    - "stages": one {"name", "param", "label", "sorted", "kept"} per cutter (top-k, top-p, min-p,
-      typical-p): the distribution that cutter saw (renormalised over what earlier cuts left), sorted
-      descending, and how many tokens it kept, which is the run's `kept[name]` at that step.
+    - "stages": one {"name", "param", "label", "sorted", "kept"} per processor that cuts (top-k, top-p,
+      min-p, typical-p, epsilon, eta): the distribution that cutter saw (renormalised over what earlier
+      cuts left), sorted descending, and how many tokens it kept, which is the run's `kept[name]` at
+      that step.
+    Which processors cut, and how each is named, is their declaration's (`core.decoding.processors`).
     """
     context = ids[-pg.facts.context_length:]
     logits = pg.lm.all_logits(torch.tensor([context], device=pg.lm.device))[0, -1].float()
     raw = F.softmax(logits, -1)
-    processed = raw
-    stages: list[dict] = []
-    applied: list[str] = []
-    before_cuts = None
+    processed, stages, before_cuts = raw, [], None
     if settings is not None:
-        scores = logits[None]
-        seq = torch.tensor([context], device=logits.device)
-        for name, proc in build_processors(settings):
-            if name in CUTTERS:
-                label = _describe(applied)
-                sees = _sorted_probs(scores[0])
-                if before_cuts is None:
-                    before_cuts = {"label": label, "sorted": sees}
-                new = proc(seq, scores)
-                stages.append({"name": name, "param": _param(name, settings), "label": label, "sorted": sees,
-                               "kept": int(torch.isfinite(new).sum())})
-            else:
-                new = proc(seq, scores)
-            applied.append(_applied_label(name, settings))
-            scores = new
+        scores, stages, before_cuts = _replay(torch.tensor([context], device=logits.device), logits[None], settings)
         processed = F.softmax(scores[0], -1)
-        if before_cuts is None:
-            before_cuts = {"label": _describe(applied), "sorted": _sorted_probs(scores[0])}
     order = raw.argsort(descending=True)
     raw_sorted = raw[order].cpu()
     return {"ids": order.cpu(), "raw": raw_sorted, "processed": processed[order].cpu(), "logits": logits.cpu(),
             "before_cuts": before_cuts or {"label": "raw", "sorted": raw_sorted.double().numpy()},
             "stages": stages}
+
+
+def _replay(seq: torch.Tensor, scores: torch.Tensor, settings: DecodeSettings):
+    """The run's processors one at a time: the final scores, one stage per cut, and what the first cut saw."""
+    stages: list[dict] = []
+    applied: list = []
+    before_cuts = None
+    for name, proc in build_processors(settings):
+        p = PROCESSORS[name]
+        if p.does != CUTS:
+            scores = proc(seq, scores)
+            applied.append(p)
+            continue
+        label, sees = _describe(applied, settings), _sorted_probs(scores[0])
+        before_cuts = before_cuts or {"label": label, "sorted": sees}
+        new = proc(seq, scores)
+        stages.append({"name": name, "param": getattr(settings, p.knobs[0]), "label": label, "sorted": sees,
+                       "kept": int(torch.isfinite(new).sum())})
+        applied.append(p)
+        scores = new
+    return scores, stages, before_cuts or {"label": _describe(applied, settings), "sorted": _sorted_probs(scores[0])}

@@ -1,5 +1,5 @@
-"""What every strategy shares: the contract (`Strategy`), transformers' processors in generate()'s
-order, what a run returns (`RawRun`), and the per-step statistics a trace is made of."""
+"""What every strategy shares: the contract (`Strategy`), what a run returns (`RawRun`), and the
+per-step statistics a trace is made of. The logits processors are declared in `core.decoding.processors`."""
 
 from __future__ import annotations
 
@@ -8,32 +8,16 @@ from typing import TYPE_CHECKING, ClassVar
 
 import torch
 import torch.nn.functional as F
-from transformers.generation.logits_process import NoRepeatNGramLogitsProcessor, RepetitionPenaltyLogitsProcessor
 
 from core.decoding.knobs import Knob, Runs
+from core.decoding.processors import apply_processors, build_processors  # noqa: F401  (the strategies' imports)
 from core.models.lm import ModelFacts
 
 if TYPE_CHECKING:
     from core.decoding.settings import DecodeSettings
 
-# Processors whose effect is recorded as a list of token ids (few); the others as a count of survivors.
-BANNING = ("diversity_penalty", "no_repeat_ngram", "repetition_penalty")
-MAX_BANNED_LISTED = 20
 CURVE_BUCKET_NATS = 0.5  # width of the log-prob buckets behind the cumulative curve
 CURVE_BUCKETS = 60  # down to log p = -30 nats; the last bucket takes the rest
-
-
-def build_processors(s, device: torch.device | str = "cpu") -> list[tuple[str, object]]:
-    """transformers' own processors, in generate()'s order: the penalties every mode applies, then
-    those of the strategy class that runs `s` (sampling's warpers)."""
-    from core.decoding.strategies import strategy_class
-
-    procs: list[tuple[str, object]] = []
-    if s.repetition_penalty != 1.0:
-        procs.append(("repetition_penalty", RepetitionPenaltyLogitsProcessor(s.repetition_penalty)))
-    if s.no_repeat_ngram_size > 0:
-        procs.append(("no_repeat_ngram", NoRepeatNGramLogitsProcessor(s.no_repeat_ngram_size)))
-    return procs + strategy_class(s.mode).processors(s, device)
 
 
 @dataclass
@@ -130,21 +114,6 @@ def cumulative_curve(raw_logprobs: torch.Tensor, probs: torch.Tensor):
     return counts.cumsum(-1), mass.cumsum(-1)
 
 
-def apply_processors(processors, input_ids, scores):
-    """Run the processors one by one, recording what each removed or down-weighted."""
-    kept: dict[str, torch.Tensor] = {}
-    banned: dict[str, list[list[int]]] = {}
-    for name, proc in processors:
-        new = proc(input_ids, scores)
-        if name in BANNING:
-            changed = (new != scores) & torch.isfinite(scores)
-            banned[name] = [row.nonzero().flatten()[:MAX_BANNED_LISTED].tolist() for row in changed]
-        elif name != "temperature":
-            kept[name] = torch.isfinite(new).sum(-1)
-        scores = new
-    return scores, kept, banned
-
-
 def chosen_figures(raw_lp, proc_lp, ids):
     """Log-probs and 1-based ranks of the chosen ids under both distributions. ids: (R,)."""
     col = ids[:, None]
@@ -175,8 +144,8 @@ class Strategy:
     - `claims(settings)`: whether it runs these settings (default: the strategy name matches), and its
       `precedence` where several classes claim them;
     - `describe(settings)`: the parts of the run's human name; `check(settings)`: rules tying its
-      settings together (one sentence each); `processors(settings, device)`: transformers' processors
-      it adds after the penalties every mode applies;
+      settings together (one sentence each); `processors(settings, device)`: `(name, processor)` pairs
+      it adds after those its mode applies, each name declared in `core.decoding.processors`;
     - `samples` (generate()'s do_sample), `keeps_beams`, `returns_one_sequence`;
     - `rows_needed(settings)`: how many batch rows the run occupies while decoding;
     - `needs_hidden_states`: whether `advance` needs the model's last-layer hidden states;

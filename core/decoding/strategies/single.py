@@ -4,15 +4,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from transformers.generation.logits_process import (
-    EpsilonLogitsWarper,
-    EtaLogitsWarper,
-    MinPLogitsWarper,
-    TemperatureLogitsWarper,
-    TopKLogitsWarper,
-    TopPLogitsWarper,
-    TypicalLogitsWarper,
-)
 
 from core.decoding.knobs import Runs, knob, num, off_only
 from core.decoding.strategies import register
@@ -162,26 +153,6 @@ class Sampling(_OneRowPerSequence):
     @classmethod
     def rows_needed(cls, settings):
         return settings.num_return_sequences
-
-    @classmethod
-    def processors(cls, s, device):
-        """generate()'s warpers, in its order."""
-        procs: list[tuple[str, object]] = []
-        if s.temperature != 1.0:
-            procs.append(("temperature", TemperatureLogitsWarper(s.temperature)))
-        if s.top_k != 0:
-            procs.append(("top_k", TopKLogitsWarper(top_k=s.top_k, min_tokens_to_keep=1)))
-        if s.top_p < 1.0:
-            procs.append(("top_p", TopPLogitsWarper(top_p=s.top_p, min_tokens_to_keep=1)))
-        if s.min_p is not None:
-            procs.append(("min_p", MinPLogitsWarper(min_p=s.min_p, min_tokens_to_keep=1)))
-        if s.typical_p < 1.0:
-            procs.append(("typical_p", TypicalLogitsWarper(mass=s.typical_p, min_tokens_to_keep=1)))
-        if 0.0 < s.epsilon_cutoff < 1.0:
-            procs.append(("epsilon", EpsilonLogitsWarper(epsilon=s.epsilon_cutoff, min_tokens_to_keep=1)))
-        if 0.0 < s.eta_cutoff < 1.0:
-            procs.append(("eta", EtaLogitsWarper(epsilon=s.eta_cutoff, min_tokens_to_keep=1, device=device)))
-        return procs
 
     @classmethod
     def describe(cls, s):
