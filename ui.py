@@ -11,8 +11,8 @@ import os
 import streamlit as st
 from streamlit.errors import StreamlitPageNotFoundError
 
-from core import serving
-from core.decoding.settings import DEFAULT_MAX_NEW_TOKENS, DecodeSettings
+from core import limits, serving
+from core.decoding.settings import DecodeSettings
 from core.errors import PlaygroundError
 from core.models import registry
 from core.playground import DecodeResult, Playground
@@ -40,9 +40,10 @@ PAGES = [
     ("pages/6_score_a_text.py", "Score a text", ":material/straighten:", "score_a_text"),
     ("pages/7_report.py", "Report", ":material/analytics:", "report"),
 ]
-MAX_NEW_TOKENS = 200
-MAX_SEED = 2**31 - 1
-SIDEBAR = {"model": "", "seed": Param(0, 0, MAX_SEED), "max_new_tokens": Param(DEFAULT_MAX_NEW_TOKENS, 1, MAX_NEW_TOKENS)}
+SIDEBAR = {"model": "", "seed": Param.from_knob("seed"),
+           "max_new_tokens": Param.from_knob("max_new_tokens", high=limits.MAX_APP_NEW_TOKENS, widget="slider",
+                                             limit="the most the app decodes per run")}
+SCHEMAS: dict[str, dict] = {}  # each page's URL parameters, sidebar included, as `sidebar` last drew it
 SHARED = "_shared_sidebar"  # sidebar values carried from page to page within a session
 BACKEND = "_backend"  # the session's backend choice: never in the URL, so no link carries a server's address
 # vLLM servers this app may decode on, as the operator configured them: a visitor picks one of these and
@@ -159,6 +160,34 @@ def bounded(page: str, name: str, low, high) -> None:
         warn(f"{name}={value} is outside {low} to {high} here; using {st.session_state[key]}.")
 
 
+def setting(page: str, name: str, label: str, *, facts=None, where=None, **widget) -> object:
+    """The widget of a setting's parameter in the page's schema (`Param.from_knob`): its bounds, step, help
+    and choices from the knob, with the model's `facts` for a bound that names one. A value outside the
+    page's comfort slider (from a link) is kept and shown in a box over the whole range, with one sentence."""
+    where = st if where is None else where
+    key = f"{page}_{name}"
+    p = SCHEMAS[page][name].resolved(facts)
+    helps = share.plain(p.help) if p.help else None
+    if p.widget == "choice":
+        return where.selectbox(label, p.choices, key=key, help=helps, format_func=share.write_value, **widget)
+    value = st.session_state[key]
+    if not p.allows(value):  # a bound the model sets (the vocabulary), or a model changed since
+        st.session_state[key] = p.brought_in(value)
+        warn(f"{name}={value} is outside {p.span()} here; using {st.session_state[key]}.")
+    shown = p.shown_as(st.session_state[key])
+    if st.session_state.get(f"{key}__shown", shown.kind) != shown.kind:
+        st.session_state[key] = st.session_state[key]  # the value carries over to the other kind of widget
+    st.session_state[f"{key}__shown"] = shown.kind
+    if shown.kind == "slider":
+        return where.slider(label, shown.low, shown.high, step=shown.step, key=key, help=helps, **widget)
+    whole = isinstance(p.default, int)
+    value = where.number_input(label, shown.low, shown.high, step=shown.step, key=key, help=helps,
+                               format=None if whole else "%g", **widget)
+    if shown.note:
+        where.caption(share.plain(shown.note))
+    return value
+
+
 def publish(page: str, schema: dict) -> None:
     """Write the page's whole state into the URL, so the address bar is a link that reproduces it."""
     current = {name: state(page, name) for name in share.defaults(schema)}
@@ -171,6 +200,7 @@ def sidebar(page: str, schema: dict, title: str) -> Playground:
     statuses = registry.model_statuses()
     names = list(statuses)
     schema = {**SIDEBAR, "model": registry.default_model(), **schema}
+    SCHEMAS[page] = schema
     init_state(page, schema)
     st.set_page_config(page_title=f"{title} · Decoding Playground", layout="wide")
     st.title(title)
@@ -189,8 +219,8 @@ def sidebar(page: str, schema: dict, title: str) -> Playground:
         st.divider()
         st.selectbox("Model", names, key=key, format_func=lambda n: n if statuses[n].startswith("ready")
                      else f"{n} (not downloaded)")
-        st.number_input("Seed", min_value=0, step=1, key=f"{page}_seed")
-        st.slider("Max new tokens", 1, MAX_NEW_TOKENS, key=f"{page}_max_new_tokens")
+        setting(page, "seed", "Seed")
+        setting(page, "max_new_tokens", "Max new tokens")
         if "prompt" in schema:
             st.selectbox("Prompt presets", ["(choose)", *PRESETS], key=f"{page}__preset",
                          on_change=_apply_preset, args=(page,))

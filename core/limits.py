@@ -20,6 +20,9 @@ MAX_RUNS = 16  # runs in one line-up
 MAX_ROWS = 64  # batch rows decoded at once (beams + samples over all runs)
 MAX_BRANCHES = 8  # branches kept on Step through
 MAX_SAMPLES = 50  # samples per sampling strategy in a report
+MAX_APP_NEW_TOKENS = 200  # new tokens per run in the app (the command line: up to the model's context)
+MAX_BEAM_PAGE_BEAMS = 10  # num_beams on the Beam search page, which draws every candidate (2 x num_beams
+# a step) and lists every hypothesis; a line-up on Compare may use more (up to MAX_ROWS)
 MAX_REPORT_ROWS = 512  # a report is many samples at once: the default one (9 runs, N = 20) has 131 rows
 CPU_BUDGET = 2.6e11  # rows x new tokens x parameters
 GPU_FACTOR = 20

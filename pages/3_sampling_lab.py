@@ -3,23 +3,25 @@
 import numpy as np
 import streamlit as st
 
-from ui import PRESETS, bounded, cuts_known, decode, local_only, remember, sidebar, state
+from ui import PRESETS, bounded, cuts_known, decode, local_only, remember, setting, sidebar, state
 from core.views import figures
 from core.views import internals
 from core.decoding.settings import DecodeSettings
 from core.views.share import Param
 
 PAGE = "lab"
-SCHEMA = {"prompt": PRESETS["A long long time ago"], "temperature": Param(1.0, 0.05, 5.0),
-          "top_k": Param(50, 0, 10**6), "top_p": Param(0.9, 0.05, 1.0), "step": Param(0, 0, 10**4)}
+SCHEMA = {"prompt": PRESETS["A long long time ago"],
+          "temperature": Param.from_knob("temperature", comfort=(0.05, 5.0), step=0.05),
+          "top_k": Param.from_knob("top_k"),
+          "top_p": Param.from_knob("top_p", default=0.9, comfort=(0.05, 1.0), step=0.05),  # a cut to see at once
+          "step": Param(0, 0, 10**4)}
 
 pg = sidebar(PAGE, SCHEMA, "Sampling lab")
 st.text_area("Prompt", key=f"{PAGE}_prompt", height=80)
-bounded(PAGE, "top_k", 0, pg.facts.vocab_size)
 cols = st.columns(3)
-cols[0].slider("Temperature", 0.05, 5.0, step=0.05, key=f"{PAGE}_temperature")
-cols[1].number_input("top-k (0 = off)", 0, pg.facts.vocab_size, step=1, key=f"{PAGE}_top_k")
-cols[2].slider("top-p", 0.05, 1.0, step=0.05, key=f"{PAGE}_top_p")
+setting(PAGE, "temperature", "Temperature", facts=pg.facts, where=cols[0])
+setting(PAGE, "top_k", "top-k (0 = off)", facts=pg.facts, where=cols[1])
+setting(PAGE, "top_p", "top-p", facts=pg.facts, where=cols[2])
 
 st.subheader("Temperature reshapes the softmax")
 left, right = st.columns(2)

@@ -4,7 +4,8 @@ import dataclasses
 
 import streamlit as st
 
-from ui import PRESETS, decode, local_only, sidebar, state, warn
+from ui import PRESETS, decode, local_only, setting, sidebar, state, warn
+from core import limits
 from core.views import figures
 from core.views import html_export
 from core.views import recipe
@@ -13,17 +14,23 @@ from core.decoding.settings import DecodeSettings
 from core.views.share import Param
 
 PAGE = "beam"
-SCHEMA = {"prompt": PRESETS["A long long time ago"], "num_beams": Param(5, 1, 10),
-          "length_penalty": Param(1.0, -2.0, 3.0), "no_repeat_ngram_size": Param(2, 0, 5), "early_stopping": False,
-          "num_beam_groups": Param(1, 1, 10), "diversity_penalty": Param(1.0, 0.1, 5.0)}
+# the page's own defaults show beam search at work: 5 beams, and what no-repeat-2 changes
+SCHEMA = {"prompt": PRESETS["A long long time ago"],
+          "num_beams": Param.from_knob("num_beams", default=5, high=limits.MAX_BEAM_PAGE_BEAMS, widget="slider",
+                                       limit="the most beams this page draws"),
+          "length_penalty": Param.from_knob("length_penalty", comfort=(-2.0, 3.0), step=0.1),
+          "no_repeat_ngram_size": Param.from_knob("no_repeat_ngram_size", default=2, comfort=(0, 5)),
+          "early_stopping": Param.from_knob("early_stopping"),
+          "num_beam_groups": Param.from_knob("num_beam_groups"),
+          "diversity_penalty": Param.from_knob("diversity_penalty", default=1.0, comfort=(0.1, 5.0), step=0.1)}
 
 pg = sidebar(PAGE, SCHEMA, "Beam search")
 st.text_area("Prompt", key=f"{PAGE}_prompt", height=80)
 cols = st.columns(4)
-cols[0].slider("num_beams", 1, 10, key=f"{PAGE}_num_beams")
-cols[1].slider("length_penalty", -2.0, 3.0, step=0.1, key=f"{PAGE}_length_penalty")
-cols[2].slider("no_repeat_ngram_size", 0, 5, key=f"{PAGE}_no_repeat_ngram_size")
-cols[3].checkbox("early_stopping", key=f"{PAGE}_early_stopping")
+setting(PAGE, "num_beams", "num_beams", facts=pg.facts, where=cols[0])
+setting(PAGE, "length_penalty", "length_penalty", facts=pg.facts, where=cols[1])
+setting(PAGE, "no_repeat_ngram_size", "no_repeat_ngram_size", facts=pg.facts, where=cols[2])
+setting(PAGE, "early_stopping", "early_stopping", where=cols[3])
 
 beams = state(PAGE, "num_beams")
 divisors = [g for g in range(1, beams + 1) if beams % g == 0]
@@ -32,11 +39,10 @@ if state(PAGE, "num_beam_groups") not in divisors:  # groups must split the beam
     warn(f"{state(PAGE, 'num_beam_groups')} groups cannot split {beams} beams evenly; using {fitting}.")
     st.session_state[f"{PAGE}_num_beam_groups"] = fitting
 cols = st.columns(2)
-cols[0].select_slider("num_beam_groups (diverse beam search when above 1)", divisors, key=f"{PAGE}_num_beam_groups")
+cols[0].select_slider("num_beam_groups (diverse beam search when above 1)", divisors, key=f"{PAGE}_num_beam_groups",
+                      help=share.plain(SCHEMA["num_beam_groups"].help))
 groups = state(PAGE, "num_beam_groups")
-cols[1].slider("diversity_penalty", 0.1, 5.0, step=0.1, key=f"{PAGE}_diversity_penalty", disabled=groups == 1,
-               help="in diverse beam search, a token's score in a group drops by this for every earlier group "
-                    "that chose it at the same step")
+setting(PAGE, "diversity_penalty", "diversity_penalty", facts=pg.facts, where=cols[1], disabled=groups == 1)
 diverse = {"num_beam_groups": groups, "diversity_penalty": state(PAGE, "diversity_penalty")} if groups > 1 else {}
 base = DecodeSettings("beam", num_beams=beams, length_penalty=state(PAGE, "length_penalty"),
                       early_stopping=state(PAGE, "early_stopping"), max_new_tokens=state(PAGE, "max_new_tokens"),

@@ -64,7 +64,8 @@ class Knob:
     open_low: bool = False  # (low, ... rather than [low, ...
     open_high: bool = False
     hint: str = ""  # added to the range message; may name {vocab_size} or {context_length}
-    check: Callable | None = None  # a check of its own (several sentences) in place of the range
+    check: Callable | None = None  # a check of its own (several sentences) in place of the range test; declare
+    # the range it enforces as low and high all the same: the app's widgets and links read them
     kwarg_when_default: bool = True  # in generate_kwargs() even at its default (False: only when set)
     flag: bool = True  # a flag of `decode` made from this (False: the CLI gives decode and compare one)
     used_by: tuple[str, ...] = ()  # generation modes that read it (() = every mode); filled in by settings

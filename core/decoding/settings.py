@@ -24,7 +24,7 @@ DEFAULT_MAX_NEW_TOKENS = 40  # one default for the app, the command line and the
 # Ranges chosen so the maths stays finite in float32 on every step (logits are within about +-1e2):
 # logits * or / repetition_penalty stays far below float32's 3.4e38, so no probability turns inf or NaN.
 MIN_REPETITION_PENALTY, MAX_REPETITION_PENALTY = 0.01, 100.0
-MAX_SEED = 2**32 - 1
+MAX_SEED = 2**32 - 1  # the one bound of every seed: the app's, the command line's, a line-up run's
 
 # generate()'s generation modes (GenerationConfig.get_generation_mode) that the engine runs, and the
 # strategy names a user picks (--strategy, a line-up's head), in the registry's order
@@ -52,6 +52,7 @@ _EVERY_STRATEGY = {  # the penalty processors, which generate() applies in every
     "no_repeat_ngram_size": knob(0, "ban any n-gram that already occurs (0 = off); any strategy", kind="int", low=0,
                                  high="context_length", hint=" (0 is off)", kwarg_when_default=False),
     "repetition_penalty": knob(1.0, "CTRL's penalty on tokens already in the sequence (1.0 = off)",
+                               low=MIN_REPETITION_PENALTY, high=MAX_REPETITION_PENALTY,
                                check=_check_repetition_penalty, kwarg_when_default=False,
                                backends={"vllm": Runs(send=lambda s: {"repetition_penalty": s.repetition_penalty})}),
 }
@@ -187,12 +188,18 @@ DecodeSettings.__doc__ = ("One run's settings, with generate()'s names and defau
 
 
 def lineup_seeds(runs: list, seed: int) -> list:
-    """Give run i of a line-up its own random stream, seeded `seed + i`.
+    """Give run i of a line-up its own random stream, seeded `seed + i` (`offset_seed`).
 
     One seed for every run made different strategies start alike (temperature 1.0 and top-p 0.9 drew
     the same first tokens); `seed + position` keeps each stream distinct, reproducible from the link
     (seed and line-up), and writable in a recipe as one `torch.manual_seed(seed + i)` per run."""
-    return [s.replace(seed=seed + i) for i, s in enumerate(runs)]
+    return [s.replace(seed=offset_seed(seed, i)) for i, s in enumerate(runs)]
+
+
+def offset_seed(seed: int, offset: int) -> int:
+    """`seed + offset`, counted round past MAX_SEED to 0, so that every seed a link or a flag may hold
+    leaves room for a line-up's runs (and a report's prompts) after it."""
+    return (seed + offset) % (MAX_SEED + 1)
 
 
 def validate(settings, *, vocab_size: int, context_length: int) -> None:

@@ -38,7 +38,8 @@ RULES = {
               f"seed {BOOTSTRAP_SEED}); for zipf a jackknife interval (leave one sample out, estimate +- 1.96 SE); "
               "none when there is one sample",
     "human": "held-out continuations (or pasted text), cut to max_new_tokens tokens",
-    "seeds": "run i of the line-up on prompt p draws from its own generator seeded seed + p x runs + i",
+    "seeds": "run i of the line-up on prompt p draws from its own generator seeded seed + p x runs + i "
+             "(counted round past 2^32 - 1 to 0)",
 }
 METRICS = ("perplexity", "self_bleu4", "zipf", "repetition_rate", "distinct_1", "distinct_2", "distinct_3",
            "repeated_3grams", "mean_length")

@@ -64,7 +64,8 @@ class BeamSearch(Strategy):
     settings = {  # vLLM's requests carry the beam width and the number returned (as n)
         "num_beams": knob(1, "beam width (beam: default 5)", kind="int", low=1, backends={"vllm": Runs()}),
         "length_penalty": knob(1.0, "beam score = sum of log-probs / length ** length_penalty",
-                               check=_check_length_penalty, backends={"vllm": Runs()}),
+                               low=-MAX_ABS_LENGTH_PENALTY, high=MAX_ABS_LENGTH_PENALTY, check=_check_length_penalty,
+                               backends={"vllm": Runs()}),
         "early_stopping": knob(False, "true, false or never, as in generate()", kind="bool_or_never",
                                backends={"vllm": off_only("early_stopping", False, BEAM_LIMITS_ON_VLLM)}),
         "num_return_sequences": knob(1, "finished beams (beam) or independent samples (sample) returned",

@@ -128,7 +128,8 @@ class Sampling(_OneRowPerSequence):
     reads = ("num_return_sequences",)
     backends = {"vllm": Runs(request="complete", send=lambda s: {"seed": s.seed})}
     settings = {
-        "temperature": knob(1.0, "sampling: logits / temperature", check=_check_temperature,
+        "temperature": knob(1.0, "sampling: logits / temperature", low=MIN_TEMPERATURE, high=MAX_TEMPERATURE,
+                            check=_check_temperature,
                             backends={"vllm": Runs(send=lambda s: {"temperature": s.temperature})}),
         "top_k": knob(50, "sampling: keep the k most likely tokens (0 turns it off; generate()'s default is 50); "
                       "contrastive: the candidates re-ranked", kind="int", low=0, high="vocab_size",
