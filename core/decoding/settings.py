@@ -95,8 +95,8 @@ def _declarations() -> dict[str, Knob]:
 
 
 KNOBS: dict[str, Knob] = _declarations()
-
 _POSITION = {name: i for i, name in enumerate(KNOBS)}  # a run's name lists its processors as its settings
+
 
 def knobs_read(mode: str) -> list[tuple[str, Knob]]:
     """The settings a mode reads: those of every mode first (generate() applies its penalties before
