@@ -91,12 +91,12 @@ def light_alone(browser, base: str, tag: str) -> float:
     return seconds
 
 
-def one_round(browser, base: str, light_base: str, k: int, tag: str) -> tuple[float, int]:
+def one_round(browser, base: str, light_base: str, k: int, tag: str, settle: float) -> tuple[float, int]:
     heavy = browser.new_context(viewport={"width": 1400, "height": 1000})
     tabs = [heavy.new_page() for _ in range(k)]
     for i, tab in enumerate(tabs):
         tab.goto(link(base, f"Heavy {tag} tab {i}: To be, or not to be", HEAVY, 200), wait_until="commit")
-    time.sleep(4.0)  # the first heavy decode is running, the others are queued or refused
+    time.sleep(settle)  # the first heavy decode is running, the others are queued or refused
     light = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = light.new_page()
     page.goto(link(light_base, f"Light {tag}: Romeo.", "greedy", 20), wait_until="commit")
@@ -111,6 +111,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tabs", type=int, nargs="+", default=[1, 3, 6])
     parser.add_argument("--app-dir", type=Path, default=ROOT)
+    parser.add_argument("--settle", type=float, default=4.0,
+                        help="seconds between opening the heavy tabs and the light visitor (this machine's browser "
+                             "loads the heavy tabs' pages on the server's cores meanwhile)")
     parser.add_argument("--drain", type=float, default=5.0, help="seconds between rounds, for closed tabs' work to stop")
     args = parser.parse_args()
     proc, port = start_server(args.app_dir.resolve())
@@ -125,7 +128,7 @@ def main() -> None:
             print(f"light link alone (from 127.0.0.2): median {solo:.2f} s of {[round(a, 2) for a in alone]}; "
                   f"load {os.getloadavg()[0]:.2f}")
             for k in args.tabs:
-                seconds, refused = one_round(browser, base, proxy.url, k, f"K{k}")
+                seconds, refused = one_round(browser, base, proxy.url, k, f"K{k}", args.settle)
                 print(f"K={k} heavy tabs from 127.0.0.1: light visitor {seconds:.2f} s = {seconds / solo:.1f}x alone; "
                       f"heavy tabs refused {refused}/{k}; load {os.getloadavg()[0]:.2f}", flush=True)
                 time.sleep(args.drain)
