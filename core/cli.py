@@ -135,8 +135,8 @@ def _table(result) -> str:
     lines += [f"note: {n}" for n in result.notices]
     for run in result.runs:
         f = run.best.figures()
-        lines.append(f"\n== {run.name}  (sequence log-prob {f['sequence_logprob']:.2f}, "
-                     f"perplexity {f['perplexity']:.2f}, distinct-2 {f['distinct']['distinct_2']:.2f})")
+        lines.append(f"\n== {run.name}  (sequence log-prob {f.sequence_logprob:.2f}, "
+                     f"perplexity {f.perplexity:.2f}, distinct-2 {f.distinct_2:.2f})")
         lines.append(run.best.text)
         lines.append(f"{'step':>4}  {'token':<16}{'logprob':>9}{'rank':>6}  top choices (raw prob)")
         for st in run.best.steps:

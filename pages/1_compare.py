@@ -53,8 +53,8 @@ for run in result.runs:
         st.subheader(run.name)
         processed = ("beam score (processed log-probs, not renormalised)" if run.beam_tree is not None
                      else "processed")
-        st.caption(f"log-prob **{f['sequence_logprob']:.2f}** raw · "
-                   f"**{figures.or_na(f['processed_sequence_logprob'], '{:.2f}')}** "
+        st.caption(f"log-prob **{f.sequence_logprob:.2f}** raw · "
+                   f"**{figures.or_na(f.processed_sequence_logprob, '{:.2f}')}** "
                    f"{processed} · {FINISH_REASONS[run.best.finish_reason]}")
     with text_col:
         st.html(figures.tokens_html(run.best, shown))

@@ -65,8 +65,8 @@ for column, run in zip(columns, result.runs):
         f = run.best.figures()
         st.subheader(run.name)
         st.html(figures.tokens_html(run.best, "raw"))
-        st.caption(f"sequence log-prob **{f['sequence_logprob']:.2f}** (raw) · repeated 2-grams "
-                   f"**{f['repeated_ngrams']['2-grams']}** · distinct-2 **{f['distinct']['distinct_2']:.2f}**")
+        st.caption(f"sequence log-prob **{f.sequence_logprob:.2f}** (raw) · repeated 2-grams "
+                   f"**{f.repeated_2grams}** · distinct-2 **{f.distinct_2:.2f}**")
 for run in result.runs:
     st.markdown(f"**Hypotheses of {run.name}**, best first. Beam score: the sum of processed log-probs divided by "
                 "length ** length_penalty; log-prob (raw): the same tokens under the model's own softmax. "
@@ -75,8 +75,8 @@ for run in result.runs:
 if len(result.runs) == 2:
     a, b = (r.best.figures() for r in result.runs)
     st.markdown(f"No-repeat-{state(PAGE, 'no_repeat_ngram_size')} changes the raw sequence log-prob by "
-                f"**{b['sequence_logprob'] - a['sequence_logprob']:+.2f}** and the repeated 2-grams from "
-                f"**{a['repeated_ngrams']['2-grams']}** to **{b['repeated_ngrams']['2-grams']}** "
+                f"**{b.sequence_logprob - a.sequence_logprob:+.2f}** and the repeated 2-grams from "
+                f"**{a.repeated_2grams}** to **{b.repeated_2grams}** "
                 "(as in the course's GPT-2 decoding lesson: the log-prob drops, the repetition goes).")
 tree_run = result.runs[-1]
 if tree_run.beam_tree is None and beams > 1:

@@ -166,15 +166,15 @@ def test_lineup_chart_has_no_overlapping_text_and_a_table(playground):
         f = run.best.figures()
         for (x2, y2, *_), other in zip(points, result.runs):
             g = other.best.figures()
-            if f["distinct"]["distinct_2"] > g["distinct"]["distinct_2"]:
+            if f.distinct_2 > g.distinct_2:
                 assert float(x) > float(x2)
-            if f["mean_logprob"] > g["mean_logprob"]:
+            if f.mean_logprob > g.mean_logprob:
                 assert float(y) < float(y2)
     rows = figures.lineup_table(result.runs)
     assert [r["run"] for r in rows] == [r.name for r in result.runs]
     f = result.runs[1].best.figures()
-    assert rows[1]["sequence log-prob (raw)"] == round(f["sequence_logprob"], 2)
-    assert rows[1]["sequence log-prob (processed)"] == round(f["processed_sequence_logprob"], 2)
+    assert rows[1]["sequence log-prob (raw)"] == round(f.sequence_logprob, 2)
+    assert rows[1]["sequence log-prob (processed)"] == round(f.processed_sequence_logprob, 2)
     assert set(rows[0]) == {"run", "sequence log-prob (raw)", "sequence log-prob (processed)", "perplexity (raw)",
                             "distinct-2", "repeated 2-grams", "tokens", "finish"}
     assert rows[0]["tokens"] == len(result.runs[0].best.ids)

@@ -87,7 +87,7 @@ def test_figures_are_built_from_the_trace(lineup_result, playground):
     _, result = lineup_result
     chart = figures.lineup_chart(result.runs)
     assert isinstance(chart, go.Figure) and len(chart.data) == 4
-    assert chart.data[0].y[0] == pytest.approx(result.runs[0].best.figures()["mean_logprob"])
+    assert chart.data[0].y[0] == pytest.approx(result.runs[0].best.figures().mean_logprob)
     tree = figures.beam_tree_figure(result.runs[1])
     nodes = [t for t in tree.data if t.name in ("kept", "finished", "pruned")]
     assert {t.name for t in nodes} == {"kept", "finished", "pruned"}

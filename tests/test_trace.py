@@ -32,8 +32,8 @@ def test_sequence_logprob_equals_independent_recomputation(playground, settings)
     expected = seed004_sequence_logprob(playground.model, labels, len(result.prompt_ids))
     assert seq.sequence_logprob == pytest.approx(expected, abs=1e-3)
     figures = seq.figures()
-    assert figures["mean_logprob"] == pytest.approx(expected / len(seq.ids), abs=1e-4)
-    assert figures["perplexity"] == pytest.approx(math.exp(-expected / len(seq.ids)), rel=1e-3)
+    assert figures.mean_logprob == pytest.approx(expected / len(seq.ids), abs=1e-4)
+    assert figures.perplexity == pytest.approx(math.exp(-expected / len(seq.ids)), rel=1e-3)
 
 
 def test_step_records_are_consistent(playground):

@@ -63,6 +63,31 @@ class Step:
         return out
 
 
+@dataclass(frozen=True)
+class SequenceFigures:
+    """A sequence's summary figures (raw log-probs unless named processed)."""
+    sequence_logprob: float
+    processed_sequence_logprob: float | None  # None: the backend could not give every processed log-prob
+    mean_logprob: float
+    perplexity: float  # nan for an empty sequence
+    distinct_1: float
+    distinct_2: float
+    distinct_3: float
+    repeated_2grams: int
+    repeated_3grams: int
+
+    def to_dict(self) -> dict:
+        """The nested shape the command line's JSON and the exports have always had."""
+        return {
+            "sequence_logprob": self.sequence_logprob,
+            "processed_sequence_logprob": self.processed_sequence_logprob,
+            "mean_logprob": self.mean_logprob,
+            "perplexity": self.perplexity,
+            "distinct": {"distinct_1": self.distinct_1, "distinct_2": self.distinct_2, "distinct_3": self.distinct_3},
+            "repeated_ngrams": {"2-grams": self.repeated_2grams, "3-grams": self.repeated_3grams},
+        }
+
+
 @dataclass
 class Sequence:
     ids: list[int]  # generated ids only
@@ -80,19 +105,19 @@ class Sequence:
         """Seed 004's sequence_logprob: the raw log-probs of the generated tokens, summed."""
         return float(sum(self.token_logprobs))
 
-    def figures(self) -> dict:
+    def figures(self) -> SequenceFigures:
         n = len(self.steps)
         mean = self.sequence_logprob / n if n else 0.0
-        return {
-            "sequence_logprob": self.sequence_logprob,
+        return SequenceFigures(
+            sequence_logprob=self.sequence_logprob,
             # None where a backend could not give the processed distribution (the vLLM backend, partly)
-            "processed_sequence_logprob": None if any(s.processed_logprob is None for s in self.steps)
+            processed_sequence_logprob=None if any(s.processed_logprob is None for s in self.steps)
             else float(sum(s.processed_logprob for s in self.steps)),
-            "mean_logprob": mean,
-            "perplexity": math.exp(-mean) if n else float("nan"),
-            "distinct": {f"distinct_{k}": distinct_n(self.ids, k) for k in (1, 2, 3)},
-            "repeated_ngrams": {f"{k}-grams": repeated_ngrams(self.ids, k) for k in (2, 3)},
-        }
+            mean_logprob=mean,
+            perplexity=math.exp(-mean) if n else float("nan"),
+            distinct_1=distinct_n(self.ids, 1), distinct_2=distinct_n(self.ids, 2), distinct_3=distinct_n(self.ids, 3),
+            repeated_2grams=repeated_ngrams(self.ids, 2), repeated_3grams=repeated_ngrams(self.ids, 3),
+        )
 
     def to_dict(self) -> dict:
         return {
@@ -100,7 +125,7 @@ class Sequence:
             "text": self.text,
             "token_logprobs": self.token_logprobs,
             "processed_token_logprobs": [s.processed_logprob for s in self.steps],
-            **self.figures(),
+            **self.figures().to_dict(),
             "finish_reason": self.finish_reason,
             "beam_score": self.beam_score,
             "steps": [s.to_dict() for s in self.steps],

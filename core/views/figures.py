@@ -375,10 +375,10 @@ def lineup_chart(runs: list[RunTrace]) -> go.Figure:
         f = run.best.figures()
         name = _plotly_text(run.name)
         fig.add_trace(go.Scatter(
-            x=[f["distinct"]["distinct_2"]], y=[f["mean_logprob"]], mode="markers", name=name,
+            x=[f.distinct_2], y=[f.mean_logprob], mode="markers", name=name,
             marker=dict(size=13, color=RUN_COLOURS[i % len(RUN_COLOURS)],
                         symbol=STRATEGY_SYMBOLS.get(run.strategy, "circle"), line=dict(width=1, color="#333")),
-            customdata=[[f["perplexity"], f["sequence_logprob"]]],
+            customdata=[[f.perplexity, f.sequence_logprob]],
             hovertemplate=f"<b>{name}</b><br>distinct-2 %{{x:.2f}}<br>mean raw log-prob %{{y:.2f}}"
                           "<br>perplexity %{customdata[0]:.1f}<br>sequence log-prob (raw) %{customdata[1]:.2f}"
                           "<extra></extra>"))
@@ -413,7 +413,7 @@ def lineup_chart_svg(runs: list[RunTrace]) -> str:
     points = []
     for i, run in enumerate(runs):
         f = run.best.figures()
-        points.append((f["distinct"]["distinct_2"], f["mean_logprob"], f, run, RUN_COLOURS[i % len(RUN_COLOURS)]))
+        points.append((f.distinct_2, f.mean_logprob, f, run, RUN_COLOURS[i % len(RUN_COLOURS)]))
     xs = [x for x, *_ in points] or [0.0]
     ys = [y for _, y, *_ in points if math.isfinite(y)] or [0.0]
     x_low, x_high = min(0.0, min(xs)) - 0.03, max(1.0, max(xs)) + 0.03  # room for a marker at 0 or 1
@@ -447,7 +447,7 @@ def lineup_chart_svg(runs: list[RunTrace]) -> str:
     for k, (x, y, f, run, colour) in enumerate(points):
         marker = SVG_MARKERS[STRATEGY_SYMBOLS.get(run.strategy, "circle")]
         title = html.escape(f"{run.name}\ndistinct-2 {x:.2f}\nmean raw log-prob {y:.2f}\n"
-                            f"perplexity {f['perplexity']:.1f}\nsequence log-prob (raw) {f['sequence_logprob']:.2f}")
+                            f"perplexity {f.perplexity:.1f}\nsequence log-prob (raw) {f.sequence_logprob:.2f}")
         if math.isfinite(y):
             parts.append(f'<g class="dp-point" transform="translate({sx(x):.1f} {sy(y):.1f})"><title>{title}</title>'
                          f'<path d="{marker}" fill="{colour}" stroke="#333" stroke-width="1"/></g>')
@@ -467,11 +467,11 @@ def lineup_table(runs: list[RunTrace]) -> list[dict]:
         f = seq.figures()
         rows.append({
             "run": run.name,
-            "sequence log-prob (raw)": round(f["sequence_logprob"], 2),
-            "sequence log-prob (processed)": _rounded(f["processed_sequence_logprob"], 2),
-            "perplexity (raw)": round(f["perplexity"], 2),
-            "distinct-2": round(f["distinct"]["distinct_2"], 3),
-            "repeated 2-grams": f["repeated_ngrams"]["2-grams"],
+            "sequence log-prob (raw)": round(f.sequence_logprob, 2),
+            "sequence log-prob (processed)": _rounded(f.processed_sequence_logprob, 2),
+            "perplexity (raw)": round(f.perplexity, 2),
+            "distinct-2": round(f.distinct_2, 3),
+            "repeated 2-grams": f.repeated_2grams,
             "tokens": len(seq.ids),
             "finish": SHORT_FINISH.get(seq.finish_reason, seq.finish_reason),
         })

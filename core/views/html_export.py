@@ -65,8 +65,8 @@ def _settings_table(recipe_dict: dict) -> Markup:
 def _run(name: str, seq: Sequence, distribution: str) -> dict:
     f = seq.figures()
     return {"name": name, "tokens": Markup(figures.tokens_html(seq, distribution)),
-            "sequence_logprob": f["sequence_logprob"], "perplexity": f["perplexity"],
-            "distinct_2": f["distinct"]["distinct_2"], "finish": FINISH_REASONS.get(seq.finish_reason, seq.finish_reason)}
+            "sequence_logprob": f.sequence_logprob, "perplexity": f.perplexity,
+            "distinct_2": f.distinct_2, "finish": FINISH_REASONS.get(seq.finish_reason, seq.finish_reason)}
 
 
 def _part(heading: str = "", level: str = "h2", runs=(), grid: bool = False, html: str = "", note: str = "") -> dict:

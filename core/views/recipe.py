@@ -190,6 +190,6 @@ def to_markdown(result: DecodeResult) -> str:
     for run in result.runs:
         f = run.best.figures()
         text = run.best.text.replace("|", "\\|").replace("\n", "↵")
-        lines.append(f"| {run.name} | {f['sequence_logprob']:.2f} | {f['perplexity']:.1f} | "
-                     f"{f['distinct']['distinct_2']:.2f} | {text} |")
+        lines.append(f"| {run.name} | {f.sequence_logprob:.2f} | {f.perplexity:.1f} | "
+                     f"{f.distinct_2:.2f} | {text} |")
     return "\n".join(lines) + "\n"
