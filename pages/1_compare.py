@@ -3,7 +3,9 @@
 import streamlit as st
 
 from ui import PRESETS, decode, distribution_toggle, fail, sidebar, state, warn
-from core.views import figures
+from core.views import charts
+from core.views import markup
+from core.views import tables
 from core.views import html_export
 from core.views import recipe
 from core.decoding import lineup as lineup_syntax
@@ -42,7 +44,7 @@ for notice in result.notices:
     warn(notice)
 
 shown = distribution_toggle(PAGE)
-st.html(figures.probability_legend_html(shown))
+st.html(markup.probability_legend_html(shown))
 st.caption(f"Sampling run *i* of the line-up draws from its own random stream, seeded with the sidebar's seed "
            f"+ *i* (seed {state(PAGE, 'seed')} here), so the link and the recipe reproduce every run. "
            "Hover a token for its alternatives and what the strategy cut.")
@@ -54,15 +56,15 @@ for run in result.runs:
         processed = ("beam score (processed log-probs, not renormalised)" if run.beam_tree is not None
                      else "processed")
         st.caption(f"log-prob **{f.sequence_logprob:.2f}** raw · "
-                   f"**{figures.or_na(f.processed_sequence_logprob, '{:.2f}')}** "
+                   f"**{markup.or_na(f.processed_sequence_logprob, '{:.2f}')}** "
                    f"{processed} · {FINISH_REASONS[run.best.finish_reason]}")
     with text_col:
-        st.html(figures.tokens_html(run.best, shown))
+        st.html(markup.tokens_html(run.best, shown))
 
 # a plain table, like the chart below it: no data-grid code for a new visitor's browser to load for 8 rows
-st.html(figures.table_html(figures.lineup_table(result.runs)))
+st.html(markup.table_html(tables.lineup_table(result.runs)))
 # an SVG image drawn here: no chart library for a new visitor's browser to load (the figures table has the numbers)
-st.image(figures.lineup_chart_svg(result.runs), width=760)
+st.image(charts.lineup_chart_svg(result.runs), width=760)
 
 rec = recipe.recipe(result, runs, state(PAGE, "prompt"))
 snippet = recipe.generate_snippet(rec)

@@ -3,7 +3,8 @@
 import streamlit as st
 
 from ui import PRESETS, decode, distribution_toggle, sidebar, state, warn
-from core.views import figures
+from core.views import markup
+from core.views import tables
 from core.views import html_export
 from core import limits
 from core.views import recipe
@@ -42,8 +43,8 @@ for step, token in branches:
 
 for title, prompt_text, seq in lines:
     st.subheader(share.plain(title))
-    st.html(figures.prompt_html(prompt_text) + figures.tokens_html(seq, shown))
-st.dataframe(figures.step_table(main.prompt_text, main.runs[0].best, 5, shown), hide_index=True,
+    st.html(markup.prompt_html(prompt_text) + markup.tokens_html(seq, shown))
+st.dataframe(tables.step_table(main.prompt_text, main.runs[0].best, 5, shown), hide_index=True,
              key=f"{PAGE}_table")
 
 rec = recipe.recipe(main, [greedy], state(PAGE, "prompt"))

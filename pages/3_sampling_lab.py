@@ -4,7 +4,9 @@ import numpy as np
 import streamlit as st
 
 from ui import PRESETS, bounded, cuts_known, decode, local_only, remember, setting, sidebar, state
-from core.views import figures
+from core.views import charts
+from core.views import markup
+from core.views import tokens
 from core.views import internals
 from core.decoding.settings import DecodeSettings
 from core.views.share import Param
@@ -25,8 +27,8 @@ setting(PAGE, "top_p", "top-p", facts=pg.facts, where=cols[2])
 
 st.subheader("Temperature reshapes the softmax")
 left, right = st.columns(2)
-left.plotly_chart(figures.temperature_figure([1, 5, 7, 10], [0.5, 1.0, 2.0], labels=["1", "5", "7", "10"],
-                                             yours=state(PAGE, "temperature")), key=f"{PAGE}_toy")
+left.plotly_chart(charts.temperature_figure([1, 5, 7, 10], [0.5, 1.0, 2.0], labels=["1", "5", "7", "10"],
+                                            yours=state(PAGE, "temperature")), key=f"{PAGE}_toy")
 left.caption("Four made-up logits, 1, 5, 7 and 10 (the toy example of the course's GPT-2 decoding lesson), turned "
              "into probabilities at several temperatures; yours is dashed. Low temperatures sharpen the softmax, "
              "high ones flatten it.")
@@ -43,15 +45,15 @@ with right:
 if local:
     first = remember(("dist", pg.name, tuple(result.prompt_ids)), lambda: internals.distribution_at(pg, result.prompt_ids))
     top = first["ids"][:10].tolist()
-    right.plotly_chart(figures.temperature_figure(first["logits"].numpy(), [0.5, 1.0, 2.0], top=10,
-                       labels=[figures.visible(figures.token_label(pg.tokenizer, i)) for i in top],
+    right.plotly_chart(charts.temperature_figure(first["logits"].numpy(), [0.5, 1.0, 2.0], top=10,
+                       labels=[tokens.visible(tokens.token_label(pg.tokenizer, i)) for i in top],
                        yours=state(PAGE, "temperature")), key=f"{PAGE}_real")
     right.caption(f"The model's ten most likely first tokens for this prompt. At each temperature the softmax is taken "
                   f"over the whole vocabulary ({pg.facts.vocab_size:,} tokens) and these ten are plotted, so their "
                   "probabilities need not add up to 1.")
 
 st.subheader(f"The run: {settings.name()}, seed {settings.seed}")
-st.html(figures.tokens_html(seq, "processed", legend=True))
+st.html(markup.tokens_html(seq, "processed", legend=True))
 if not seq.steps:
     st.stop()
 bounded(PAGE, "step", 0, len(seq.steps) - 1)
@@ -64,7 +66,7 @@ with left:
     local = local_only(pg, "The whole sorted distribution at a chosen step, with where each cut falls")
 if local:
     at = remember(("dist", pg.name, tuple(prefix), settings), lambda: internals.distribution_at(pg, prefix, settings))
-    left.plotly_chart(figures.cumulative_figure(at, f"Step {step}: the distributions the cuts saw"),
+    left.plotly_chart(charts.cumulative_figure(at, f"Step {step}: the distributions the cuts saw"),
                       key=f"{PAGE}_cumulative")
 s = seq.steps[step]
 if cuts_known(pg):
@@ -75,11 +77,11 @@ else:
 left.caption(f"As the run did it: temperature first, then top-k, then top-p on what top-k left (renormalised), "
              f"as transformers' warpers do. Each curve is the distribution that cut saw, sorted; at this step "
              f"{kept}. The dotted grey curve is the raw distribution, for comparison. At step {step} the run "
-             f"drew {figures.visible(s.token)!r}: raw p={np.exp(s.logprob):.2%} (rank {figures.or_na(s.rank)}), "
-             f"processed p={figures.pct_of_logprob(s.processed_logprob)}; raw entropy "
-             f"{figures.or_na(s.entropy, '{:.2f}')} nats.")
+             f"drew {tokens.visible(s.token)!r}: raw p={np.exp(s.logprob):.2%} (rank {markup.or_na(s.rank)}), "
+             f"processed p={markup.pct_of_logprob(s.processed_logprob)}; raw entropy "
+             f"{markup.or_na(s.entropy, '{:.2f}')} nats.")
 if cuts_known(pg):
-    right.plotly_chart(figures.nucleus_figure(seq), key=f"{PAGE}_nucleus")
+    right.plotly_chart(charts.nucleus_figure(seq), key=f"{PAGE}_nucleus")
 else:
     right.info("The nucleus size over the run: not known, because the vLLM server returned only the top "
                "alternatives at each step. Turn on 'Whole vocabulary at every step' under the sidebar's Backend to "

@@ -6,7 +6,8 @@ import streamlit as st
 
 from ui import PRESETS, decode, local_only, setting, sidebar, state, warn
 from core import limits
-from core.views import figures
+from core.views import beam_tree
+from core.views import markup
 from core.views import html_export
 from core.views import recipe
 from core.views import share
@@ -58,20 +59,20 @@ for notice in result.notices:
 if beams == 1:
     st.info("With one beam, beam search is greedy decoding (as in generate()); raise num_beams to see a tree.")
 
-st.html(figures.probability_legend_html("raw"))
+st.html(markup.probability_legend_html("raw"))
 columns = st.columns(len(result.runs))
 for column, run in zip(columns, result.runs):
     with column:
         f = run.best.figures()
         st.subheader(run.name)
-        st.html(figures.tokens_html(run.best, "raw"))
+        st.html(markup.tokens_html(run.best, "raw"))
         st.caption(f"sequence log-prob **{f.sequence_logprob:.2f}** (raw) · repeated 2-grams "
                    f"**{f.repeated_2grams}** · distinct-2 **{f.distinct_2:.2f}**")
 for run in result.runs:
     st.markdown(f"**Hypotheses of {run.name}**, best first. Beam score: the sum of processed log-probs divided by "
                 "length ** length_penalty; log-prob (raw): the same tokens under the model's own softmax. "
                 "Hover a token for its alternatives.")
-    st.html(figures.hypotheses_html(run, "raw"))
+    st.html(markup.hypotheses_html(run, "raw"))
 if len(result.runs) == 2:
     a, b = (r.best.figures() for r in result.runs)
     st.markdown(f"No-repeat-{state(PAGE, 'no_repeat_ngram_size')} changes the raw sequence log-prob by "
@@ -87,10 +88,10 @@ if tree_run.beam_tree and groups > 1:
     for g, tab in enumerate(st.tabs([f"group {g + 1}" for g in range(groups)])):
         with tab:
             part = dataclasses.replace(tree_run, beam_tree=[n for n in tree_run.beam_tree if n.group == g])
-            st.plotly_chart(figures.beam_tree_figure(part, max_steps=min(20, state(PAGE, "max_new_tokens"))),
+            st.plotly_chart(beam_tree.beam_tree_figure(part, max_steps=min(20, state(PAGE, "max_new_tokens"))),
                             key=f"{PAGE}_tree_{g}")
 elif tree_run.beam_tree:
-    st.plotly_chart(figures.beam_tree_figure(tree_run, max_steps=min(20, state(PAGE, "max_new_tokens"))),
+    st.plotly_chart(beam_tree.beam_tree_figure(tree_run, max_steps=min(20, state(PAGE, "max_new_tokens"))),
                     key=f"{PAGE}_tree")
 if tree_run.beam_tree:
     st.caption(f"The tree of {share.plain(tree_run.name)}, first 20 steps: every step's {2 * beams} candidates, each joined to "

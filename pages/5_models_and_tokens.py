@@ -3,7 +3,8 @@
 import streamlit as st
 
 from ui import PRESETS, bounded, local_only, remember, sidebar, state
-from core.views import figures
+from core.views import charts
+from core.views import tokens
 from core.views import internals
 from core.views.share import Param
 
@@ -28,7 +29,7 @@ st.subheader("Tokenizer explorer")
 st.text_input("Text to tokenize", key=f"{PAGE}_tokenize")
 st.caption("Examples from the course's GPT-2 decoding lesson: " + " · ".join(repr(e) for e in EXAMPLES))
 ids = pg.tokenizer.encode(state(PAGE, "tokenize"))
-st.dataframe([{"id": i, "token": figures.visible(figures.token_label(pg.tokenizer, i)),
+st.dataframe([{"id": i, "token": tokens.visible(tokens.token_label(pg.tokenizer, i)),
                "piece": pg.tokenizer.convert_ids_to_tokens(i)} for i in ids],
              hide_index=True, key=f"{PAGE}_tokens")
 st.caption(f"{len(ids)} tokens (␣ marks a space, ↵ a new line). Case and a leading space change the tokens: "
@@ -55,5 +56,5 @@ else:
         st.warning(f"The prompt has {total:,} tokens; the heat-map shows the first {len(tokens):,} of them.")
     else:
         st.caption(f"All {total:,} tokens of the prompt.")
-    st.plotly_chart(figures.attention_figure(tokens, maps[layer - 1, head - 1], layer - 1, head - 1),
+    st.plotly_chart(charts.attention_figure(tokens, maps[layer - 1, head - 1], layer - 1, head - 1),
                     key=f"{PAGE}_attention")

@@ -5,7 +5,9 @@ import math
 import streamlit as st
 
 from ui import PRESETS, fail, remember, sidebar, state
-from core.views import figures
+from core.views import charts
+from core.views import markup
+from core.views import tokens
 from core.errors import PlaygroundError
 
 PAGE = "score"
@@ -26,10 +28,10 @@ cols[0].metric("Perplexity", f"{result.perplexity:.1f}")
 cols[1].metric("Total log-prob (raw)", f"{result.total_logprob:.2f}")
 cols[2].metric("Tokens scored", len(result.tokens))
 st.caption(RULE)
-st.html(figures.scored_html(result.tokens, pg.token_text, legend=True, first_token=result.first_token))
-st.plotly_chart(figures.surprisal_figure([t.token for t in result.tokens], [t.surprisal_bits for t in result.tokens]),
+st.html(markup.scored_html(result.tokens, pg.token_text, legend=True, first_token=result.first_token))
+st.plotly_chart(charts.surprisal_figure([t.token for t in result.tokens], [t.surprisal_bits for t in result.tokens]),
                 key=f"{PAGE}_surprisal")
-st.dataframe([{"token": figures.visible(t.token), "id": t.id, "log-prob (raw)": round(t.logprob, 3), "p (raw)": f"{math.exp(t.logprob):.2%}",
+st.dataframe([{"token": tokens.visible(t.token), "id": t.id, "log-prob (raw)": round(t.logprob, 3), "p (raw)": f"{math.exp(t.logprob):.2%}",
                "rank": t.rank, "surprisal (bits)": round(t.surprisal_bits, 2),
-               "model expected": figures.visible(pg.token_text(t.top_id)), "its p": f"{t.top_prob:.2%}"} for t in result.tokens],
+               "model expected": tokens.visible(pg.token_text(t.top_id)), "its p": f"{t.top_prob:.2%}"} for t in result.tokens],
              hide_index=True, key=f"{PAGE}_table")

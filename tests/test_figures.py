@@ -12,7 +12,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from conftest import PROMPTS
-from core.views import figures
+from core.views import beam_tree, charts, colours, markup, tables, tokens
 from core.views import html_export
 from core.views import internals
 from core.views import recipe
@@ -74,7 +74,7 @@ def beams(playground):
 
 def test_tokens_have_css_hover_cards_not_title_tooltips():
     seq = fake_sequence()
-    out = figures.tokens_html(seq, "processed")
+    out = markup.tokens_html(seq, "processed")
     parsed = Tags(out)
     tokens, cards = parsed.with_class("dp-tok"), parsed.with_class("dp-card")
     assert len(tokens) == len(cards) == len(seq.steps)
@@ -88,16 +88,16 @@ def test_tokens_have_css_hover_cards_not_title_tooltips():
     assert "alternatives (processed), top 5" in out and "p=2.00% (processed) · rank 3" in out
     assert len(parsed.with_class("dp-alt")) == len(seq.steps) * 6
     assert "50.00%" in out and "40.00%" not in out  # processed, not raw, probabilities
-    raw = figures.tokens_html(seq, "raw")
+    raw = markup.tokens_html(seq, "raw")
     assert "alternatives (raw), top 5" in raw and "40.00%" in raw and "p=1.00% (raw) · rank 7" in raw
 
 
 def test_cut_markers_say_which_processor_removed_an_alternative():
     step = fake_step()
-    assert [figures.cut_reason(step, i) for i in range(6)] == [
+    assert [tokens.cut_reason(step, i) for i in range(6)] == [
         None, None, "banned by no-repeat-n-gram", None, "cut by top-k", "cut by top-k"]
-    assert figures.cut_reason(fake_step(kept={"top_k": 4, "top_p": 2}), 4) == "cut by top-p"
-    out = figures.tokens_html(Sequence([99], "x", [step], "eos"), "raw")
+    assert tokens.cut_reason(fake_step(kept={"top_k": 4, "top_p": 2}), 4) == "cut by top-p"
+    out = markup.tokens_html(Sequence([99], "x", [step], "eos"), "raw")
     parsed = Tags(out)
     cut = parsed.with_class("dp-cut")
     assert len(cut) == 2 and out.count("cut by top-k") == 1 and "banned by no-repeat-n-gram" in out  # top 5 only
@@ -108,7 +108,7 @@ def test_cut_markers_say_which_processor_removed_an_alternative():
 def test_real_run_cards_match_the_trace(sampled):
     _, result = sampled
     seq = result.runs[0].best
-    out = figures.tokens_html(seq, "processed", legend=True)
+    out = markup.tokens_html(seq, "processed", legend=True)
     parsed = Tags(out)
     assert len(parsed.with_class("dp-card")) == len(seq.steps)
     assert out.count("top_k kept 50 tokens") == len(seq.steps)
@@ -121,14 +121,14 @@ def test_real_run_cards_match_the_trace(sampled):
 
 
 def test_legend_and_a_colour_scale_with_contrast():
-    legend = figures.probability_legend_html("raw")
+    legend = markup.probability_legend_html("raw")
     text = "".join(Tags(legend).text)
     for label in ("0.01%", "0.1%", "1%", "10%", "100%"):
         assert label in text
     assert "raw distribution" in text and "linear-gradient" in legend
-    assert "processed distribution" in "".join(Tags(figures.probability_legend_html("processed")).text)
-    shades = [figures.probability_colour(p) for p in (1e-4, 1e-3, 1e-2, 1e-1, 1.0)]
-    lum = [figures._luminance(tuple(int(v) for v in bg[4:-1].split(","))) for bg, _ in shades]
+    assert "processed distribution" in "".join(Tags(markup.probability_legend_html("processed")).text)
+    shades = [colours.probability_colour(p) for p in (1e-4, 1e-3, 1e-2, 1e-1, 1.0)]
+    lum = [colours._luminance(tuple(int(v) for v in bg[4:-1].split(","))) for bg, _ in shades]
     assert lum == sorted(lum) and lum[-1] - lum[0] > 0.6  # dark (improbable) to light (likely)
     hues = {bg for bg, _ in shades}
     assert len(hues) == 5
@@ -137,7 +137,7 @@ def test_legend_and_a_colour_scale_with_contrast():
 
 def test_scored_text_gets_the_same_cards(playground):
     result = playground.score(PROMPTS[0] + EVIL)
-    out = figures.scored_html(result.tokens, playground.token_text, legend=True)
+    out = markup.scored_html(result.tokens, playground.token_text, legend=True)
     parsed = Tags(out)
     assert len(parsed.with_class("dp-card")) == len(result.tokens)
     assert not [t for t, _ in parsed.tags if t == "img"] and "title" not in str(parsed.tags)
@@ -152,11 +152,11 @@ def test_lineup_chart_has_no_overlapping_text_and_a_table(playground):
             DecodeSettings("sample", top_k=0, max_new_tokens=8, seed=1),
             DecodeSettings("sample", top_k=0, temperature=0.5, max_new_tokens=8, seed=1)]
     result = playground.compare(PROMPTS[0], runs)
-    chart = figures.lineup_chart(result.runs)
+    chart = charts.lineup_chart(result.runs)
     assert all("text" not in t.mode for t in chart.data)  # labels were text at the marker: they overlapped
     assert chart.layout.showlegend and [t.name for t in chart.data] == [r.name for r in result.runs]
     assert len({(t.marker.color, t.marker.symbol) for t in chart.data}) == len(runs)
-    svg = figures.lineup_chart_svg(result.runs)
+    svg = charts.lineup_chart_svg(result.runs)
     assert svg.startswith("<svg") and svg.count('class="dp-point"') == len(runs)
     points = re.findall(r'class="dp-point" transform="translate\(([\d.]+) ([\d.]+)\)"><title>([^<]*)</title>'
                         r'<path d="([^"]+)" fill="([^"]+)"', svg)
@@ -170,7 +170,7 @@ def test_lineup_chart_has_no_overlapping_text_and_a_table(playground):
                 assert float(x) > float(x2)
             if f.mean_logprob > g.mean_logprob:
                 assert float(y) < float(y2)
-    rows = figures.lineup_table(result.runs)
+    rows = tables.lineup_table(result.runs)
     assert [r["run"] for r in rows] == [r.name for r in result.runs]
     f = result.runs[1].best.figures()
     assert rows[1]["sequence log-prob (raw)"] == round(f.sequence_logprob, 2)
@@ -188,7 +188,7 @@ def test_cumulative_figure_draws_the_cuts_the_run_made(playground, sampled):
     seq = result.runs[0].best
     for step in range(3):
         at = internals.distribution_at(playground, result.prompt_ids + seq.ids[:step], settings)
-        fig = figures.cumulative_figure(at)
+        fig = charts.cumulative_figure(at)
         cuts = {t.meta["processor"]: t.meta["kept"] for t in fig.data if t.meta}
         assert cuts == seq.steps[step].kept  # {"top_k": 50, "top_p": ...}, what the run kept
         lines = {t.meta["processor"]: t for t in fig.data if t.meta}
@@ -201,13 +201,13 @@ def test_cumulative_figure_draws_the_cuts_the_run_made(playground, sampled):
         top_p_curve = next(t for t in fig.data if t.name.endswith("what top-p sees"))
         assert top_p_curve.x[-1] == 50 and top_p_curve.y[-1] == pytest.approx(1.0)
     # on the raw distribution top-p 0.7 alone would keep a different number (the old chart's mistake)
-    raw_alone = figures.cut_points(np.asarray(at["raw"], dtype=float), 50, 0.7)[1]
+    raw_alone = charts.cut_points(np.asarray(at["raw"], dtype=float), 50, 0.7)[1]
     assert raw_alone != seq.steps[2].kept["top_p"]
 
 
 def test_nucleus_axis_has_full_tick_labels(sampled):
     _, result = sampled
-    fig = figures.nucleus_figure(result.runs[0].best)
+    fig = charts.nucleus_figure(result.runs[0].best)
     axis = fig.layout.yaxis
     assert axis.type == "log" and axis.tickmode == "array"
     ticks = dict(zip(axis.tickvals, axis.ticktext))
@@ -218,9 +218,9 @@ def test_nucleus_axis_has_full_tick_labels(sampled):
 def test_real_top10_uses_the_softmax_over_the_whole_vocabulary(playground):
     at = internals.distribution_at(playground, playground.tokenizer.encode(PROMPTS[0]))
     logits = at["logits"].numpy()
-    fig = figures.temperature_figure(logits, [0.5, 1.0, 2.0], labels=[str(i) for i in range(10)], top=10)
+    fig = charts.temperature_figure(logits, [0.5, 1.0, 2.0], labels=[str(i) for i in range(10)], top=10)
     for trace, t in zip(fig.data, [0.5, 1.0, 2.0]):
-        full = figures.softmax_with_temperature(logits, t)
+        full = charts.softmax_with_temperature(logits, t)
         assert np.allclose(trace.y, np.sort(full)[::-1][:10])
     assert sum(fig.data[2].y) < 0.99  # not renormalised over ten tokens
     assert "all 50,257 tokens" in fig.layout.yaxis.title.text
@@ -237,11 +237,11 @@ def test_lab_page_captions_speak_plainly():
 def test_beam_tree_is_a_tree_with_the_best_path_highlighted(beams):
     _, result = beams
     run = result.runs[0]
-    lay = figures.beam_tree_layout(run, max_steps=20)
-    fig = figures.beam_tree_figure(run, max_steps=20)
+    lay = beam_tree.beam_tree_layout(run, max_steps=20)
+    fig = beam_tree.beam_tree_figure(run, max_steps=20)
     by_name = {t.name: t for t in fig.data}
     best = by_name["returned best hypothesis"]
-    assert best.line.width >= 3 and best.line.color == figures.BEST_COLOUR
+    assert best.line.width >= 3 and best.line.color == colours.BEST_COLOUR
     path = [lay["by_id"][i] for i in lay["best"]]
     assert [n.token_id for n in path] == run.best.ids[:20] and list(best.x) == [-1] + list(range(len(path)))
     assert [a.x for a in fig.layout.annotations] == list(range(len(path)))  # its tokens labelled
@@ -272,7 +272,7 @@ def test_beam_tree_labels_whitespace_visibly():
     nodes_run.beam_tree = [BeamNode(0, 0, None, 5, "\n", -1.0, "kept"), BeamNode(1, 0, None, 7, " y", -2.0, "kept"),
                            BeamNode(2, 1, 0, 6, " x", -1.5, "finished", -0.75),
                            BeamNode(3, 1, 1, 8, "<b>", -2.5, "pruned")]
-    fig = figures.beam_tree_figure(nodes_run)
+    fig = beam_tree.beam_tree_figure(nodes_run)
     texts = [t for trace in fig.data if trace.text is not None for t in trace.text]
     assert "↵" in texts and "␣x" in texts and not any("\n" in t for t in texts)
     assert "<b>" not in [t for t in fig.data if t.name == "pruned"][0].text  # escaped for plotly
@@ -281,11 +281,11 @@ def test_beam_tree_labels_whitespace_visibly():
 def test_hypotheses_html_shows_whole_texts(beams):
     _, result = beams
     run = result.runs[0]
-    out = figures.hypotheses_html(run)
+    out = markup.hypotheses_html(run)
     parsed = Tags(out)
     assert len([t for t, _ in parsed.tags if t == "tr"]) == len(run.sequences) + 1
     assert len(parsed.with_class("dp-card")) == sum(len(q.ids) for q in run.sequences)
-    assert [r["text"] for r in figures.hypotheses_table(run)] == [q.text for q in run.sequences]
+    assert [r["text"] for r in tables.hypotheses_table(run)] == [q.text for q in run.sequences]
 
 
 # E. byte tokens and attention -------------------------------------------------------------------
@@ -294,13 +294,13 @@ def test_hypotheses_html_shows_whole_texts(beams):
 def test_byte_tokens_show_their_bytes():
     tok = AutoTokenizer.from_pretrained(ROOT / "assets/tokenizers/gpt2")
     ids = tok.encode("你好")
-    labels = [figures.token_label(tok, i) for i in ids]
+    labels = [tokens.token_label(tok, i) for i in ids]
     assert "\ufffd" not in "".join(labels)
     assert labels == ["<0xE4><0xBD>", "<0xA0>", "<0xE5><0xA5>", "<0xBD>"]
     hexed = "".join(labels).replace("<0x", "").replace(">", "")
     assert bytes.fromhex(hexed).decode() == "你好"
-    assert figures.token_label(tok, tok.encode(" hello")[0]) == " hello"
-    assert figures.token_label(tok, tok.encode("🦄")[0]).startswith("<0xF0>")
+    assert tokens.token_label(tok, tok.encode(" hello")[0]) == " hello"
+    assert tokens.token_label(tok, tok.encode("🦄")[0]).startswith("<0xF0>")
 
 
 def test_attention_says_how_many_tokens_it_shows(playground):

@@ -12,7 +12,7 @@ import pytest
 from conftest import PROMPTS
 from core.decoding.processors import BANS, CUTS, RESHAPES, build_processors, ordered
 from core.decoding.settings import KNOBS, DecodeSettings
-from core.views import figures, internals
+from core.views import charts, internals, tokens
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,7 +38,7 @@ def test_the_sampling_lab_replays_epsilon_and_eta(playground, cutoff, name):
     at = internals.distribution_at(playground, result.prompt_ids + seq.ids[:2], settings)
     assert [(s["name"], s["label"]) for s in at["stages"]] == [(name, "after temperature 1.5")]
     assert at["stages"][0]["kept"] == seq.steps[2].kept[name] == int((at["processed"] > 0).sum())
-    fig = figures.cumulative_figure(at)
+    fig = charts.cumulative_figure(at)
     assert {t.meta["processor"]: t.meta["kept"] for t in fig.data if t.meta} == seq.steps[2].kept
     assert any(t.name.startswith(f"{name}=0.0003 keeps") for t in fig.data)
 
@@ -47,7 +47,7 @@ def test_hover_cards_name_the_cut_from_its_declaration(playground):
     """A candidate epsilon removed was 'removed by the processors': the figures knew four cuts by name."""
     seq = playground.decode(PROMPTS[0], DecodeSettings("sample", top_k=0, epsilon_cutoff=0.05, max_new_tokens=4,
                                                        seed=1)).runs[0].best
-    reasons = [figures.cut_reason(step, i) for step in seq.steps for i in range(len(step.top))
+    reasons = [tokens.cut_reason(step, i) for step in seq.steps for i in range(len(step.top))
                if step.top[i].processed_prob == 0]
     assert reasons and set(reasons) == {"cut by epsilon"}
 

@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 import pytest
 
 from conftest import PROMPTS
-from core.views import figures
+from core.views import beam_tree, charts, markup
 from core.views import internals
 from core.views import recipe
 from core.decoding import lineup as lineup_syntax
@@ -85,33 +85,33 @@ def test_exports(lineup_result):
 
 def test_figures_are_built_from_the_trace(lineup_result, playground):
     _, result = lineup_result
-    chart = figures.lineup_chart(result.runs)
+    chart = charts.lineup_chart(result.runs)
     assert isinstance(chart, go.Figure) and len(chart.data) == 4
     assert chart.data[0].y[0] == pytest.approx(result.runs[0].best.figures().mean_logprob)
-    tree = figures.beam_tree_figure(result.runs[1])
+    tree = beam_tree.beam_tree_figure(result.runs[1])
     nodes = [t for t in tree.data if t.name in ("kept", "finished", "pruned")]
     assert {t.name for t in nodes} == {"kept", "finished", "pruned"}
     assert sum(len(t.x) for t in nodes) == len(result.runs[1].beam_tree)
-    nucleus = figures.nucleus_figure(result.runs[2].best)
+    nucleus = charts.nucleus_figure(result.runs[2].best)
     assert [t.name for t in nucleus.data] == ["kept by top_p"]
     assert list(nucleus.data[0].y) == [s.kept["top_p"] for s in result.runs[2].best.steps]
-    html = figures.tokens_html(result.runs[0].best, "raw")
+    html = markup.tokens_html(result.runs[0].best, "raw")
     assert html.count('class="dp-card"') == len(result.runs[0].best.ids) and "alternatives (raw)" in html
 
 
 def test_temperature_and_cut_points():
-    flat = figures.softmax_with_temperature([1, 5, 7, 10], 100.0)
-    sharp = figures.softmax_with_temperature([1, 5, 7, 10], 0.01)
+    flat = charts.softmax_with_temperature([1, 5, 7, 10], 100.0)
+    sharp = charts.softmax_with_temperature([1, 5, 7, 10], 0.01)
     assert np.allclose(flat.sum(), 1) and flat.max() < 0.3 and sharp[3] == pytest.approx(1.0)
     probs = np.array([0.5, 0.3, 0.1, 0.05, 0.05])
-    assert figures.cut_points(probs, top_k=2, top_p=0.85) == (2, 3)
-    assert figures.cut_points(probs, top_k=0, top_p=1.0) == (5, 5)
+    assert charts.cut_points(probs, top_k=2, top_p=0.85) == (2, 3)
+    assert charts.cut_points(probs, top_k=0, top_p=1.0) == (5, 5)
     # the cuts in turn, as the run applies them: top-p on what top-k left, renormalised
     at = {"raw": probs, "before_cuts": {"label": "raw", "sorted": probs},
           "stages": [{"name": "top_k", "param": 2, "label": "raw", "sorted": probs, "kept": 2},
                      {"name": "top_p", "param": 0.85, "label": "after top-k 2 (renormalised)",
                       "sorted": np.array([0.625, 0.375, 0, 0, 0]), "kept": 2}]}
-    fig = figures.cumulative_figure(at)
+    fig = charts.cumulative_figure(at)
     assert fig.data[0].y[-1] == pytest.approx(1.0)
     assert [t.name for t in fig.data if t.meta] == ["top-k=2 keeps 2", "top-p=0.85 keeps 2 of 2"]
     assert [list(t.x) for t in fig.data if t.meta] == [[2, 2], [2, 2]]
@@ -133,14 +133,14 @@ def test_anatomy_and_attention(playground):
     tokens, maps, total = internals.attention_maps(playground, "A long long time ago")
     assert tokens == ["A", " long", " long", " time", " ago"] and maps.shape == (2, 2, 5, 5) and total == 5
     assert np.allclose(maps.sum(-1).numpy(), 1, atol=1e-5) and float(maps[0, 0].triu(1).abs().sum()) == 0
-    fig = figures.attention_figure(tokens, maps[1, 0], 1, 0)
+    fig = charts.attention_figure(tokens, maps[1, 0], 1, 0)
     assert fig.data[0].z.shape == (5, 5)
 
 
 def test_token_hover_says_what_was_banned_and_cut(playground):
     seq = playground.decode(PROMPTS[0], DecodeSettings("sample", top_k=7, no_repeat_ngram_size=1, max_new_tokens=12,
                                                        seed=2)).runs[0].best
-    html = figures.tokens_html(seq, "processed")
+    html = markup.tokens_html(seq, "processed")
     assert "top_k kept 7 tokens" in html
     banned = [s for s in seq.steps if s.banned_tokens.get("no_repeat_ngram")]
     assert banned and all(len(s.banned_tokens["no_repeat_ngram"]) == len(s.banned["no_repeat_ngram"]) for s in banned)

@@ -1,6 +1,6 @@
 """One self-contained HTML file of a run: opens offline in any browser, no network, no server.
 
-The tokens are coloured with the same CSS-only hover cards as the app (`core.views.figures`), the figures
+The tokens are coloured with the same CSS-only hover cards as the app (`core.views.markup`), the figures
 are plotly with plotly.js inlined once (the first figure carries it, the others reuse it), and every
 piece of text that came from a user or a tokenizer is escaped: the page is a Jinja2 template
 (templates/export.html.j2) that escapes every value by default.
@@ -16,7 +16,7 @@ import jinja2
 import plotly.graph_objects as go
 from markupsafe import Markup
 
-from core.views import figures
+from core.views import beam_tree, charts, markup, tables
 from core.decoding.trace import DISTRIBUTIONS, FINISH_REASONS, Sequence
 
 # autoescape: every value the template is given is escaped unless it is Markup that our view code built;
@@ -59,12 +59,12 @@ def _settings_table(recipe_dict: dict) -> Markup:
                      "settings": ", ".join(f"{k}={v!r}" for k, v in params.items()),
                      "generate() keyword arguments": ", ".join(
                          f"{k}={v!r}" for k, v in (run.get("generate_kwargs") or {}).items())})
-    return Markup(figures.table_html(rows))
+    return Markup(markup.table_html(rows))
 
 
 def _run(name: str, seq: Sequence, distribution: str) -> dict:
     f = seq.figures()
-    return {"name": name, "tokens": Markup(figures.tokens_html(seq, distribution)),
+    return {"name": name, "tokens": Markup(markup.tokens_html(seq, distribution)),
             "sequence_logprob": f.sequence_logprob, "perplexity": f.perplexity,
             "distinct_2": f.distinct_2, "finish": FINISH_REASONS.get(seq.finish_reason, seq.finish_reason)}
 
@@ -76,8 +76,8 @@ def _part(heading: str = "", level: str = "h2", runs=(), grid: bool = False, htm
 
 def _compare_parts(result, distribution: str, fig_html) -> list[dict]:
     return [_part(runs=[_run(r.name, r.best, distribution) for r in result.runs], grid=True),
-            _part("Coherence vs diversity", html=fig_html(figures.lineup_chart(result.runs))),
-            _part(html=figures.table_html(figures.lineup_table(result.runs)))]
+            _part("Coherence vs diversity", html=fig_html(charts.lineup_chart(result.runs))),
+            _part(html=markup.table_html(tables.lineup_table(result.runs)))]
 
 
 def _beam_parts(result, distribution: str, fig_html) -> list[dict]:
@@ -85,20 +85,20 @@ def _beam_parts(result, distribution: str, fig_html) -> list[dict]:
     for run in result.runs:
         parts.append(_part(runs=[_run(run.name, run.best, distribution)]))
         if run.beam_tree:
-            parts.append(_part(html=fig_html(figures.beam_tree_figure(run, max_steps=20)),
+            parts.append(_part(html=fig_html(beam_tree.beam_tree_figure(run, max_steps=20)),
                                note="Scores are sums of processed log-probs (not renormalised); a finished score "
                                     "is divided by length ** length_penalty. First 20 steps."))
-        parts.append(_part(f"Hypotheses of {run.name}", "h3", html=figures.hypotheses_html(run, distribution)))
+        parts.append(_part(f"Hypotheses of {run.name}", "h3", html=markup.hypotheses_html(run, distribution)))
     return parts
 
 
 def _step_parts(result, distribution: str, branches) -> list[dict]:
     main = result.runs[0]
-    rows = figures.step_table(result.prompt_text, main.best, 5, distribution)
+    rows = tables.step_table(result.prompt_text, main.best, 5, distribution)
     parts = [_part(runs=[_run(main.name, main.best, distribution)]),
-             _part(f"Steps ({distribution} probabilities)", html=figures.table_html(rows))]
+             _part(f"Steps ({distribution} probabilities)", html=markup.table_html(rows))]
     for name, prompt_text, seq in branches or []:
-        parts.append(_part(name, "h3", html=figures.prompt_html(prompt_text) + figures.tokens_html(seq, distribution)))
+        parts.append(_part(name, "h3", html=markup.prompt_html(prompt_text) + markup.tokens_html(seq, distribution)))
     return parts
 
 
@@ -124,8 +124,8 @@ def export_html(result, recipe_dict: dict, snippet: str, *, page: str = "compare
     return _TEMPLATES.get_template("export.html.j2").render(
         heading=heading, css=Markup(PAGE_CSS), model=result.model, revision=recipe_dict.get("revision", ""),
         device=result.device, prompt_tokens=len(result.prompt_ids), notices=result.notices,
-        prompt=Markup(figures.prompt_html(result.prompt_text)),
-        legend=Markup(figures.probability_legend_html(distribution)),
+        prompt=Markup(markup.prompt_html(result.prompt_text)),
+        legend=Markup(markup.probability_legend_html(distribution)),
         raw_meaning=DISTRIBUTIONS["prob"], processed_meaning=DISTRIBUTIONS["processed_prob"], parts=parts,
         settings=_settings_table(recipe_dict), versions=recipe_dict.get("versions") or {}, snippet=snippet,
         recipe_json=json.dumps(recipe_dict, ensure_ascii=False, indent=1))

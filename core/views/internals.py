@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from core.models.architectures import parameter_count
 from core.decoding.processors import CUTS, PROCESSORS, build_processors
-from core.views.figures import token_label
+from core.views.tokens import token_label
 from core.playground import Playground
 from core.decoding.settings import DecodeSettings
 

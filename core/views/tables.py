@@ -1,0 +1,55 @@
+"""Rows of figures for the tables the pages show (lists of dicts, rendered by `markup.table_html` or
+Streamlit)."""
+
+from __future__ import annotations
+
+from core.decoding.trace import RunTrace, Sequence
+
+SHORT_FINISH = {"eos": "<|endoftext|>", "max_new_tokens": "max new tokens", "context": "context limit"}
+
+UNAVAILABLE = "n/a"  # a figure this backend cannot give (the vLLM backend without the whole vocabulary)
+
+
+def _rounded(value: float | None, digits: int):
+    return None if value is None else round(value, digits)
+
+
+def lineup_table(runs: list[RunTrace]) -> list[dict]:
+    """One row per run (its best sequence): the figures the Compare page shows side by side."""
+    rows = []
+    for run in runs:
+        seq = run.best
+        f = seq.figures()
+        rows.append({
+            "run": run.name,
+            "sequence log-prob (raw)": round(f.sequence_logprob, 2),
+            "sequence log-prob (processed)": _rounded(f.processed_sequence_logprob, 2),
+            "perplexity (raw)": round(f.perplexity, 2),
+            "distinct-2": round(f.distinct_2, 3),
+            "repeated 2-grams": f.repeated_2grams,
+            "tokens": len(seq.ids),
+            "finish": SHORT_FINISH.get(seq.finish_reason, seq.finish_reason),
+        })
+    return rows
+
+
+def hypotheses_table(run: RunTrace) -> list[dict]:
+    """The returned hypotheses, best first, with their whole text."""
+    return [{"rank": i + 1,
+             "beam score": round(q.beam_score, 3) if q.beam_score is not None else None,
+             "log-prob (raw)": round(q.sequence_logprob, 2), "tokens": len(q.ids),
+             "finish": SHORT_FINISH.get(q.finish_reason, q.finish_reason), "text": q.text}
+            for i, q in enumerate(run.sequences)]
+
+
+def step_table(prompt_text: str, seq: Sequence, choices: int = 5, distribution: str = "raw") -> list[dict]:
+    """Seed 004's greedy_search table: the text so far, then the top choices with their %."""
+    rows, text = [], prompt_text
+    for s in seq.steps:
+        row = {"step": s.index, "input": text}
+        for i, c in enumerate(s.top[:choices]):
+            p = c.processed_prob if distribution == "processed" else c.prob
+            row[f"choice {i + 1}"] = f"{c.token}({100 * p:.2f}%)" if p is not None else f"{c.token}({UNAVAILABLE})"
+        rows.append(row)
+        text += s.token
+    return rows
