@@ -220,9 +220,11 @@ class Playground:
             top = [Candidate(t, self.token_text(t), p, pp)
                    for t, p, pp in zip(st.top_ids, st.top_probs, st.top_processed_probs)]
             banned_tokens = {name: [self.token_text(t) for t in ids] for name, ids in st.banned.items()}
-            steps.append(Step(i, st.id, self.token_text(st.id), st.logprob, st.processed_logprob, st.rank,
-                              st.processed_rank, st.entropy, st.processed_entropy, top, st.kept, st.banned,
-                              st.curve, banned_tokens, st.distribution))
+            steps.append(Step(
+                index=i, id=st.id, token=self.token_text(st.id), logprob=st.logprob,
+                processed_logprob=st.processed_logprob, rank=st.rank, processed_rank=st.processed_rank,
+                entropy=st.entropy, processed_entropy=st.processed_entropy, top=top, kept=st.kept,
+                banned=st.banned, curve=st.curve, banned_tokens=banned_tokens, distribution=st.distribution))
         reason = raw.finish_reason
         if reason == "max_new_tokens" and prompt_len + len(steps) >= self.facts.context_length:
             reason = "context"

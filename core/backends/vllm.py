@@ -370,8 +370,7 @@ class VLLMPlayground(Playground):
         scores, kept, banned = apply_processors(processors, torch.tensor([context]), raw_lp)
         proc_lp = raw_lp if scores is raw_lp else F.log_softmax(scores, dim=-1)
         stats = RowStats(raw_lp, proc_lp, kept, banned, min(top_n, self.facts.vocab_size), False)
-        lp, plp, rank, prank = (f.item() for f in chosen_figures(raw_lp, proc_lp, torch.tensor([token])))
-        return raw_step(stats, 0, token, (lp, plp, int(rank), int(prank)))
+        return raw_step(stats, 0, token, chosen_figures(raw_lp, proc_lp, torch.tensor([token])).to_host()[0])
 
     # scoring ---------------------------------------------------------------------------------------
     def score_ids(self, ids: list[int]):

@@ -4,7 +4,7 @@ per-step statistics a trace is made of. The logits processors are declared in `c
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -20,19 +20,41 @@ CURVE_BUCKET_NATS = 0.5  # width of the log-prob buckets behind the cumulative c
 CURVE_BUCKETS = 60  # down to log p = -30 nats; the last bucket takes the rest
 
 
-@dataclass
-class RawStep:
-    """One generated token of one sequence, with its row's view of the distributions (numbers only)."""
-    id: int
+class Chosen(NamedTuple):
+    """The chosen token's log-prob and 1-based rank under the raw and under the processed distribution."""
     logprob: float
     processed_logprob: float
     rank: int
     processed_rank: int
-    entropy: float
-    processed_entropy: float
+
+
+class ChosenRows(NamedTuple):
+    """`Chosen` for a block of rows, as tensors (R,) still on the model's device."""
+    logprob: torch.Tensor
+    processed_logprob: torch.Tensor
+    rank: torch.Tensor
+    processed_rank: torch.Tensor
+
+    def to_host(self) -> list[Chosen]:
+        """One `Chosen` per row, in one device->host copy."""
+        table = torch.stack([f.float() for f in self], -1).tolist()
+        return [Chosen(lp, plp, int(rank), int(prank)) for lp, plp, rank, prank in table]
+
+
+@dataclass
+class RawStep:
+    """One generated token of one sequence, with its row's view of the distributions (numbers only).
+    `None` where a backend other than this process cannot know the figure (vLLM without the whole vocabulary)."""
+    id: int
+    logprob: float
+    processed_logprob: float | None
+    rank: int | None
+    processed_rank: int | None
+    entropy: float | None
+    processed_entropy: float | None
     top_ids: list[int]
     top_probs: list[float]
-    top_processed_probs: list[float]
+    top_processed_probs: list[float | None]
     kept: dict[str, int]
     banned: dict[str, list[int]]
     curve: list[tuple[int, float]]
@@ -114,13 +136,13 @@ def cumulative_curve(raw_logprobs: torch.Tensor, probs: torch.Tensor):
     return counts.cumsum(-1), mass.cumsum(-1)
 
 
-def chosen_figures(raw_lp, proc_lp, ids):
+def chosen_figures(raw_lp, proc_lp, ids) -> ChosenRows:
     """Log-probs and 1-based ranks of the chosen ids under both distributions. ids: (R,)."""
     col = ids[:, None]
     raw = raw_lp.gather(1, col)
     proc = proc_lp.gather(1, col)
-    return (raw.squeeze(1), proc.squeeze(1),
-            (raw_lp > raw).sum(-1) + 1, (proc_lp > proc).sum(-1) + 1)
+    return ChosenRows(logprob=raw.squeeze(1), processed_logprob=proc.squeeze(1),
+                      rank=(raw_lp > raw).sum(-1) + 1, processed_rank=(proc_lp > proc).sum(-1) + 1)
 
 
 def curve_points(ranks: list[float], mass: list[float]) -> list[tuple[int, float]]:
@@ -226,12 +248,12 @@ class Strategy:
 
 
 
-def raw_step(stats: RowStats, row: int, token_id: int, figures) -> RawStep:
-    """One token's `RawStep` from its step's statistics, row `row`, and its (lp, processed lp, rank, processed rank)."""
+def raw_step(stats: RowStats, row: int, token_id: int, chosen: Chosen) -> RawStep:
+    """One token's `RawStep` from its step's statistics, row `row`, and the chosen token's figures."""
     host = stats.to_host()
-    lp, plp, rank, prank = figures
     return RawStep(
-        id=token_id, logprob=lp, processed_logprob=plp, rank=rank, processed_rank=prank,
+        id=token_id, logprob=chosen.logprob, processed_logprob=chosen.processed_logprob, rank=chosen.rank,
+        processed_rank=chosen.processed_rank,
         entropy=host["entropy"][row], processed_entropy=host["processed_entropy"][row],
         top_ids=host["top_ids"][row], top_probs=host["top_probs"][row],
         top_processed_probs=host["top_processed"][row],

@@ -16,6 +16,7 @@ from core.decoding.knobs import Runs, knob, num, off_only
 from core.decoding.strategies import register
 from core.errors import InvalidSetting
 from core.decoding.strategies.base import (
+    Chosen,
     RawBeamNode,
     RawRun,
     RawSequence,
@@ -30,7 +31,7 @@ from core.decoding.strategies.base import (
 @dataclass
 class Hypothesis:
     """A beam's path: per step (row at that step, token, chosen-token figures), and its tree node."""
-    path: list[tuple[int, int, tuple]] = field(default_factory=list)
+    path: list[tuple[int, int, Chosen]] = field(default_factory=list)
     node: int | None = None
 
 
@@ -189,14 +190,12 @@ class BeamSearch(Strategy):
     def _record_tree(self, step, raw_lp, proc_lp, src, ids, topk_log_probs, hits, did_finish, fin_lp,
                      next_l, keep_l) -> list[Hypothesis]:
         """One tree node per candidate (kept, finished or pruned) and the hypothesis it would extend."""
-        raw_c, proc_c, rank_c, prank_c = chosen_figures(raw_lp[src], proc_lp[src], ids)
-        figs = torch.stack([raw_c, proc_c, rank_c.float(), prank_c.float()], -1).tolist()
+        chosen = chosen_figures(raw_lp[src], proc_lp[src], ids).to_host()
         src_l, ids_l, scores_l = src.tolist(), ids.tolist(), topk_log_probs[0].tolist()
         fin_l, hits_l, stopped_l = fin_lp[0].tolist(), did_finish[0].tolist(), hits[0].tolist()
         candidates = []
         for k in range(self.beams_to_keep):
             parent = self.running[src_l[k]]
-            lp, plp, rank, prank = figs[k]
             node_id = len(self.tree)
             finished_here = (self.num_beams + k) in keep_l and hits_l[k]
             # a candidate that hit EOS or the length limit never continues, even when generate() keeps
@@ -209,8 +208,7 @@ class BeamSearch(Strategy):
                 status = "pruned"
             self.tree.append(RawBeamNode(node_id, step, parent.node, ids_l[k], scores_l[k], status,
                                          fin_l[k] if finished_here else None))
-            candidates.append(Hypothesis(parent.path + [(src_l[k], ids_l[k], (lp, plp, int(rank), int(prank)))],
-                                         node_id))
+            candidates.append(Hypothesis(parent.path + [(src_l[k], ids_l[k], chosen[k])], node_id))
         return candidates
 
     def best_so_far(self) -> list[int]:

@@ -21,6 +21,7 @@ from core.decoding.knobs import knob, num
 from core.decoding.strategies import register
 from core.errors import InvalidSetting
 from core.decoding.strategies.base import (
+    Chosen,
     RawRun,
     RawSequence,
     RowStats,
@@ -65,7 +66,7 @@ class ContrastiveSearch(Strategy):
         self.alpha = self.settings.penalty_alpha
         self.context_hidden: torch.Tensor | None = None  # (1, S, H): the prompt's and chosen tokens' states
         self.pending: tuple | None = None  # the candidates fed last step, with their distributions
-        self.records: list[tuple] = []  # per token: (id, chosen-token figures)
+        self.records: list[tuple[int, Chosen]] = []  # per token
         self.finish = "max_new_tokens"
 
     def advance(self, logits, hidden=None):
@@ -109,8 +110,7 @@ class ContrastiveSearch(Strategy):
         kept = {**kept, "top_k": torch.tensor([self.rows])}
         banned = {**banned, "degeneration_penalty": [top_k_ids[:selected].tolist()]}
         self.stats.append(RowStats(raw_lp, proc_lp, kept, banned, self.top_n, self.keep_distributions))
-        figures = [f.float().item() for f in chosen_figures(raw_lp, proc_lp, token)]
-        self.records.append((int(token), figures))
+        self.records.append((int(token), chosen_figures(raw_lp, proc_lp, token).to_host()[0]))
         self.sequences = torch.cat([self.sequences, token[None, :]], dim=-1)
         self.context_hidden = torch.cat([self.context_hidden, hidden[None]], dim=1)
         if len(self.eos) and bool(torch.isin(token, self.eos)):
@@ -118,6 +118,5 @@ class ContrastiveSearch(Strategy):
         self.done = self.finish == "eos" or len(self.records) >= self.max_new_tokens
 
     def result(self) -> RawRun:
-        steps = [raw_step(self.stats[i], 0, token, (lp, plp, int(rank), int(prank)))
-                 for i, (token, (lp, plp, rank, prank)) in enumerate(self.records)]
+        steps = [raw_step(self.stats[i], 0, token, chosen) for i, (token, chosen) in enumerate(self.records)]
         return RawRun(self.settings, [RawSequence(steps, self.finish)])

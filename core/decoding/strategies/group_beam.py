@@ -225,16 +225,13 @@ class GroupBeamSearch(Strategy):
     def _record_tree(self, step, g, raw_lp, proc_lp, top_scores, src, ids) -> list[Hypothesis]:
         """One node per candidate of group g (pruned until it is kept or finishes) and its hypothesis."""
         first = g * self.group_size
-        raw_c, proc_c, rank_c, prank_c = chosen_figures(raw_lp[src], proc_lp[src], ids)
-        figs = torch.stack([raw_c, proc_c, rank_c.float(), prank_c.float()], -1).tolist()
+        chosen = chosen_figures(raw_lp[src], proc_lp[src], ids).to_host()
         candidates = []
-        for (beam, token, score), (lp, plp, rank, prank) in zip(zip(src.tolist(), ids.tolist(), top_scores.tolist()),
-                                                                figs):
+        for beam, token, score, figures in zip(src.tolist(), ids.tolist(), top_scores.tolist(), chosen):
             parent = self.running[first + beam]
             node_id = len(self.tree)
             self.tree.append(RawBeamNode(node_id, step, parent.node, token, score, "pruned", group=g))
-            candidates.append(Hypothesis(parent.path + [(first + beam, token, (lp, plp, int(rank), int(prank)))],
-                                         node_id))
+            candidates.append(Hypothesis(parent.path + [(first + beam, token, figures)], node_id))
         return candidates
 
     def _finalize(self) -> list[tuple[float, Hypothesis]]:

@@ -50,8 +50,7 @@ class _OneRowPerSequence(Strategy):
             # as generate(): rows that already finished keep receiving the pad token
             next_ids = torch.where(live, next_ids, self.facts.pad_token_id)
         self.stats.append(RowStats(raw_lp, proc_lp, kept, banned, self.top_n, self.keep_distributions))
-        figures = torch.stack([f.float() for f in chosen_figures(raw_lp, proc_lp, next_ids)], -1)
-        self.records.append((live, next_ids, figures))
+        self.records.append((live, next_ids, chosen_figures(raw_lp, proc_lp, next_ids)))
         self.sequences = torch.cat([self.sequences, next_ids[:, None]], dim=-1)
         if len(self.eos):
             hit_eos = torch.isin(next_ids, self.eos) & live
@@ -64,13 +63,11 @@ class _OneRowPerSequence(Strategy):
     def result(self) -> RawRun:
         sequences = []
         steps_per_row: list[list[RawStep]] = [[] for _ in range(self.rows)]
-        for step, (live, next_ids, figs) in enumerate(self.records):
-            live, ids, figs = live.tolist(), next_ids.tolist(), figs.tolist()
+        for step, (live, next_ids, chosen) in enumerate(self.records):
+            live, ids, chosen = live.tolist(), next_ids.tolist(), chosen.to_host()
             for row in range(self.rows):
                 if live[row]:
-                    lp, plp, rank, prank = figs[row]
-                    steps_per_row[row].append(raw_step(
-                        self.stats[step], row, ids[row], (lp, plp, int(rank), int(prank))))
+                    steps_per_row[row].append(raw_step(self.stats[step], row, ids[row], chosen[row]))
         for row in range(self.rows):
             sequences.append(RawSequence(steps_per_row[row], self.finish[row]))
         return RawRun(self.settings, sequences)
