@@ -266,7 +266,7 @@ def _backend_widgets(page: str) -> dict:
 
 
 def is_remote(pg) -> bool:
-    return getattr(pg, "backend", "local") != "local"
+    return pg.remote
 
 
 def local_only(pg, what: str) -> bool:

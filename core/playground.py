@@ -10,6 +10,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import ClassVar
 
 import torch
 
@@ -20,7 +21,7 @@ from core.decoding.settings import DEFAULT_MAX_NEW_TOKENS, DecodeSettings, lineu
 from core.decoding.trace import DISTRIBUTIONS, BeamNode, Candidate, RunTrace, Sequence, Step
 from core.errors import InvalidSetting
 from core.models import registry
-from core.models.lm import StepModel, adapter_for
+from core.models.lm import ModelFacts, StepModel, adapter_for
 
 
 def default_lineup(max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, seed: int = 0) -> list[DecodeSettings]:
@@ -64,13 +65,18 @@ class DecodeResult:
 
 
 class Playground:
-    def __init__(self, name: str, lm: StepModel, tokenizer, model=None):
+    """A model and its tokenizer, decoding in this process. A backend that decodes elsewhere subclasses
+    it, names itself in `backend`, and passes the model's `facts` without an `lm`."""
+
+    backend: ClassVar[str] = "local"  # where the runs decode (`core.backends.BACKENDS`)
+
+    def __init__(self, name: str, lm: StepModel | None, tokenizer, model=None, *, facts: ModelFacts | None = None):
         self.name = name
         self.label = registry.public_name(name)  # what results and exports call the model
         self.lm = lm
         self.tokenizer = tokenizer
         self.model = model  # the underlying torch module, for anatomy and attention views
-        self.facts = lm.facts
+        self.facts = lm.facts if lm is not None else facts
         self.parameters = sum(p.numel() for p in model.parameters()) if model is not None else 0
         self._fingerprint: tuple | None = None
         self._token_text = lru_cache(maxsize=None)(self._decode_one)
@@ -84,8 +90,18 @@ class Playground:
         return cls(name, adapter_for(model), registry.load_tokenizer(folder), model)
 
     @property
+    def remote(self) -> bool:
+        """Whether the runs decode outside this process, so the model's weights are not here."""
+        return self.backend != "local"
+
+    @property
     def device(self) -> str:
         return str(self.lm.device)
+
+    @property
+    def device_type(self) -> str:
+        """What the request budget is sized for (`limits.budget`)."""
+        return self.lm.device.type
 
     @property
     def dtype(self) -> str:
@@ -163,7 +179,7 @@ class Playground:
             if bad:
                 raise InvalidSetting(f"forced_ids must be token ids below {self.facts.vocab_size}, got {bad[0]!r}.")
         limits.check_request(runs=len(runs), rows=sum(s.rows for s in runs), new_tokens=longest,
-                             parameters=self.parameters, device_type=self.lm.device.type, max_rows=max_rows)
+                             parameters=self.parameters, device_type=self.device_type, max_rows=max_rows)
         ids, notices = self.encode_prompt(prompt, longest + len(continuation or []), truncate=truncate)
         ids = ids + list(continuation or [])
         started = time.perf_counter()

@@ -14,7 +14,8 @@ import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
 from core.backends import open_playground
-from core.backends.vllm import VLLMPlayground, check_server_url, connect
+from core.backends.vllm import VLLMPlayground, connect
+from core.backends.vllm_client import check_server_url
 from core.decoding.settings import DecodeSettings
 from core.errors import InvalidSetting, PlaygroundError
 from core.playground import Playground, default_lineup
@@ -183,12 +184,12 @@ def test_a_server_that_is_down_is_one_sentence():
 
 def test_a_silent_server_times_out_in_one_sentence(monkeypatch):
     """A port that accepts connections but never answers: the request's timeout ends it."""
-    import core.backends.vllm as vllm
+    import core.backends.vllm_client as vllm_client
 
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)
-    monkeypatch.setattr(vllm, "CONNECT_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(vllm_client, "CONNECT_TIMEOUT_S", 0.5)
     try:
         with pytest.raises(PlaygroundError, match="did not answer within"):
             connect(f"http://127.0.0.1:{listener.getsockname()[1]}", MODEL)

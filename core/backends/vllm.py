@@ -19,24 +19,20 @@ is left empty (None) and said in words (`VLLMPlayground.cannot_show`), never fil
   Any other run (no-repeat-n-gram, contrastive search, diverse beam search, typical-p, epsilon or eta
   sampling, a strategy added later) is skipped with a notice that names it, and nothing is sent for it.
 
-Every request has a timeout and a cap on the size of its answer. The server's address is never put in a
-link; an API key, if any, comes from the `VLLM_API_KEY` environment variable only.
+The requests themselves, their timeouts and size caps, and the checks on what comes back are
+`core.backends.vllm_client`'s. The server's address is never put in a link.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import socket
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from urllib.parse import urlparse
 
 import torch
 import torch.nn.functional as F
 
+from core.backends.vllm_client import Malformed, VLLMServer, as_sentence, choices, token_id
 from core.decoding.processors import applied_to, apply_processors, build_processors
 from core.decoding.settings import KNOBS, knobs_read
 from core.decoding.strategies.base import RawRun, RawSequence, RawStep, RowStats, chosen_figures, raw_step
@@ -45,13 +41,8 @@ from core.models import registry
 from core.models.lm import ModelFacts
 from core.playground import Playground
 
-CONNECT_TIMEOUT_S = 5.0  # a server that does not accept a connection in 5 s is down or unreachable
-SECONDS_PER_TOKEN = 2.0  # a generous bound on the server's time per generated token, under load
-MAX_RESPONSE_BYTES = 256 * 2**20  # a whole-vocabulary answer: about 0.3 MB per step for 8k tokens
 FULL_VOCABULARY_LIMIT = 65_536  # whole distributions are asked for only up to this vocabulary size
 MAX_PARALLEL_REQUESTS = 16  # as many as a line-up has runs
-MAX_NAME_CHARS = 100  # of a served model's name, as the server gives it
-MAX_CONTEXT = 1 << 20  # a context length beyond any model's
 BACKEND = "vllm"  # the key of this backend in the strategies' and settings' `backends`
 
 # what the server cannot give, whatever is asked; the pages and the command line say these in words
@@ -66,96 +57,6 @@ PARTIAL_MISSING = [
     "search without penalties show their raw one, which is the same)",
     "the chosen token's rank when it is not among the top-N alternatives",
 ]
-
-
-@dataclass(frozen=True)
-class ServerModel:
-    name: str
-    max_model_len: int
-
-
-class VLLMServer:
-    """A vLLM server's HTTP API: bounded requests, and one sentence for every way they fail."""
-
-    def __init__(self, url: str, *, api_key: str | None = None):
-        self.url = check_server_url(url)
-        self.api_key = api_key if api_key is not None else os.environ.get("VLLM_API_KEY") or None
-
-    def _request(self, path: str, body: dict | None, timeout: float):
-        request = urllib.request.Request(self.url + path, method="GET" if body is None else "POST",
-                                         data=None if body is None else json.dumps(body).encode())
-        request.add_header("Content-Type", "application/json")
-        if self.api_key:
-            request.add_header("Authorization", f"Bearer {self.api_key}")
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                raw = response.read(MAX_RESPONSE_BYTES + 1)
-        except urllib.error.HTTPError as exc:
-            raise PlaygroundError(self._refusal(exc)) from None
-        except (urllib.error.URLError, ConnectionError, socket.timeout, TimeoutError) as exc:
-            reason = getattr(exc, "reason", exc)
-            if isinstance(reason, (socket.timeout, TimeoutError)):
-                raise PlaygroundError(f"The vLLM server at {self.url} did not answer within {timeout:.0f} s; it may "
-                                      "be overloaded or still starting.") from None
-            raise PlaygroundError(f"The vLLM server at {self.url} does not answer ({_reason(reason)}); start it, "
-                                  "or check the address.") from None
-        if len(raw) > MAX_RESPONSE_BYTES:
-            raise PlaygroundError(f"The vLLM server's answer is over {MAX_RESPONSE_BYTES // 2**20} MiB; ask for "
-                                  "fewer tokens or turn the whole vocabulary off.")
-        try:
-            return json.loads(raw) if raw else None
-        except ValueError:
-            raise PlaygroundError(f"The server at {self.url} did not answer with JSON; is it a vLLM server?") from None
-
-    def _refusal(self, exc: urllib.error.HTTPError) -> str:
-        if exc.code == 503:
-            return f"The vLLM server at {self.url} is starting or overloaded (HTTP 503); try again shortly."
-        if exc.code in (401, 403):
-            return f"The vLLM server at {self.url} refused the key (HTTP {exc.code}); set VLLM_API_KEY."
-        try:
-            detail = json.loads(exc.read(64 * 1024)).get("error", {}).get("message", "")
-        except (ValueError, AttributeError, OSError):
-            detail = ""
-        detail = " ".join(str(detail).split())[:300]
-        return f"The vLLM server refused the request (HTTP {exc.code}){': ' + detail if detail else ''}."
-
-    def models(self) -> list[ServerModel]:
-        data = self._request("/v1/models", None, CONNECT_TIMEOUT_S + 5)
-        try:
-            # names and lengths are a stranger's values: shown only as plain text, cut short, lengths bounded
-            return [ServerModel(str(m["id"])[:MAX_NAME_CHARS], min(int(m.get("max_model_len") or 0), MAX_CONTEXT))
-                    for m in data["data"]]
-        except (KeyError, TypeError, ValueError, OverflowError):
-            raise PlaygroundError(f"The server at {self.url} did not list its models; is it a vLLM server?") from None
-
-    def version(self) -> str:
-        try:
-            return str(self._request("/version", None, CONNECT_TIMEOUT_S + 5).get("version", "?"))
-        except (PlaygroundError, AttributeError):
-            return "?"
-
-    def complete(self, body: dict, max_tokens: int) -> dict:
-        return self._request("/v1/completions", body, CONNECT_TIMEOUT_S + 30 + SECONDS_PER_TOKEN * max_tokens)
-
-
-def check_server_url(url: str) -> str:
-    """An http(s) address with a host and nothing else (no credentials, query or fragment)."""
-    text = (url or "").strip().rstrip("/")
-    parsed = urlparse(text)
-    try:
-        port_ok = parsed.port is None or 0 < parsed.port < 65536
-    except ValueError:
-        port_ok = False
-    if (parsed.scheme not in ("http", "https") or not parsed.hostname or parsed.username or parsed.password
-            or parsed.query or parsed.fragment or not port_ok or len(text) > 300 or any(c.isspace() for c in text)):
-        raise InvalidSetting("The vLLM server address must look like http://host:port (no user, password or "
-                             "query), for example http://127.0.0.1:8000.")
-    return text
-
-
-def _reason(reason) -> str:
-    text = str(getattr(reason, "strerror", None) or reason)
-    return " ".join(text.split())[:120] or "no answer"
 
 
 def connect(url: str, model: str | None = None, *, full_vocabulary: bool = False) -> "VLLMPlayground":
@@ -202,28 +103,25 @@ def _tokenizer_for(name: str):
     return tokenizer, vocab_size, eos
 
 
-class _Remote:
-    """Where `Playground` expects a local model: the facts, and a CPU for the few tensors made here."""
-
-    def __init__(self, facts: ModelFacts):
-        self.facts = facts
-        self.device = torch.device("cpu")
-
-
 class VLLMPlayground(Playground):
     """A `Playground` whose runs decode on a vLLM server. Prompts, checks, token texts and the traces'
-    assembly are the local playground's; only `compare` and `score_ids` go to the server."""
+    assembly are the local playground's; only `decode_ids` and `score_ids` go to the server."""
 
     backend = "vllm"
 
     def __init__(self, name: str, server: VLLMServer, tokenizer, facts: ModelFacts, *, full_vocabulary: bool):
-        super().__init__(name, _Remote(facts), tokenizer, model=None)
+        super().__init__(name, None, tokenizer, facts=facts)
         self.server = server
         self.full_vocabulary = bool(full_vocabulary) and facts.vocab_size <= FULL_VOCABULARY_LIMIT
 
     @property
     def device(self) -> str:
         return "vLLM server"
+
+    @property
+    def device_type(self) -> str:
+        # the server's devices are not this machine's to budget: `parameters` is 0 here, so nothing is refused
+        return "remote"
 
     @property
     def dtype(self) -> str:
@@ -280,7 +178,7 @@ class VLLMPlayground(Playground):
         if not runnable:
             raise InvalidSetting("The vLLM backend can run none of these runs: " + " ".join(notices))
         with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_REQUESTS, len(runnable))) as pool:
-            futures = [pool.submit(_as_sentence(self._run), s, ids, top_n) for s in runnable]
+            futures = [pool.submit(as_sentence(self._run), s, ids, top_n) for s in runnable]
             raw_runs = []
             for k, future in enumerate(futures):
                 raw_runs.append(future.result())
@@ -300,10 +198,10 @@ class VLLMPlayground(Playground):
                 "skip_special_tokens": False, **self._fields(s)}
         data = self.server.complete(body, max_new * s.num_return_sequences)
         sequences = []
-        for choice in sorted(_choices(data), key=lambda c: c.get("index", 0)):
+        for choice in sorted(choices(data), key=lambda c: c.get("index", 0)):
             logprobs = choice.get("logprobs") or {}
-            ids = self._in_vocabulary([_token_id(t) for t in logprobs.get("tokens") or []])
-            dists = [{_token_id(k): float(v) for k, v in (d or {}).items()} for d in logprobs.get("top_logprobs") or []]
+            ids = self._in_vocabulary([token_id(t) for t in logprobs.get("tokens") or []])
+            dists = [{token_id(k): float(v) for k, v in (d or {}).items()} for d in logprobs.get("top_logprobs") or []]
             for dist in dists:
                 self._in_vocabulary(list(dist))
             if not ids or len(dists) != len(ids):  # max_tokens >= 1: vLLM always sends a token and its log-probs
@@ -319,7 +217,7 @@ class VLLMPlayground(Playground):
                 "use_beam_search": True, "temperature": 0.0, "return_token_ids": True, "skip_special_tokens": False,
                 **s.runner.runs_on(BACKEND).send(s)}
         data = self.server.complete(body, max_new * s.num_beams)
-        beams = sorted(_choices(data), key=lambda c: c.get("index", 0))[:s.num_return_sequences]
+        beams = sorted(choices(data), key=lambda c: c.get("index", 0))[:s.num_return_sequences]
         sequences = []
         for choice in beams:
             ids = self._in_vocabulary([int(i) for i in choice.get("token_ids") or []])
@@ -336,7 +234,7 @@ class VLLMPlayground(Playground):
         body = {"model": self.name, "prompt": ids, "max_tokens": 1, "temperature": 0.0,
                 "prompt_logprobs": self._logprobs_asked(top_n)}
         data = self.server.complete(body, 1)
-        positions = (_choices(data)[0].get("prompt_logprobs") or [])
+        positions = (choices(data)[0].get("prompt_logprobs") or [])
         if len(positions) != len(ids):
             raise PlaygroundError("The vLLM server gave no prompt log-probs; is it vLLM 0.6 or newer?")
         dists = [{int(k): float(v["logprob"]) for k, v in (p or {}).items()} for p in positions]
@@ -346,7 +244,7 @@ class VLLMPlayground(Playground):
 
     def _in_vocabulary(self, ids: list[int]) -> list[int]:
         if any(not 0 <= i < self.facts.vocab_size for i in ids):
-            raise _Malformed("token id outside the vocabulary")
+            raise Malformed("token id outside the vocabulary")
         return ids
 
     def _steps(self, s, prompt_ids: list[int], ids: list[int], dists: list[dict[int, float]], top_n: int) -> list[RawStep]:
@@ -374,7 +272,7 @@ class VLLMPlayground(Playground):
 
     # scoring ---------------------------------------------------------------------------------------
     def score_ids(self, ids: list[int]):
-        return _as_sentence(self._score_ids)(ids)
+        return as_sentence(self._score_ids)(ids)
 
     def _score_ids(self, ids: list[int]):
         from core.decoding.scoring import ScoredToken, ScoreResult
@@ -386,7 +284,7 @@ class VLLMPlayground(Playground):
             raise InvalidSetting(f"The text has {len(ids)} tokens but the server's model sees "
                                  f"{self.facts.context_length}; the vLLM backend scores one context at a time.")
         body = {"model": self.name, "prompt": ids, "max_tokens": 1, "temperature": 0.0, "prompt_logprobs": 1}
-        positions = _choices(self.server.complete(body, 1))[0].get("prompt_logprobs") or []
+        positions = choices(self.server.complete(body, 1))[0].get("prompt_logprobs") or []
         if len(positions) != len(ids):
             raise PlaygroundError("The vLLM server gave no prompt log-probs; is it vLLM 0.6 or newer?")
         tokens = []
@@ -398,38 +296,6 @@ class VLLMPlayground(Playground):
                                       -float(mine["logprob"]) / 0.6931471805599453, int(top_id),
                                       float(torch.tensor(float(top["logprob"])).exp())))
         return ScoreResult(self.name, tokens, unscored_first_token=True, first_token=self.token_text(ids[0]))
-
-
-def _choices(data) -> list[dict]:
-    choices = data.get("choices") if isinstance(data, dict) else None
-    if not choices:
-        raise PlaygroundError("The vLLM server's answer has no choices; is it a vLLM server?")
-    return choices
-
-
-def _token_id(key: str) -> int:
-    """'token_id:123' (return_tokens_as_token_ids) -> 123: keyed by id, tokens that decode alike stay apart."""
-    try:
-        return int(str(key).rpartition(":")[2])
-    except ValueError:
-        raise PlaygroundError("The vLLM server named tokens by text; it must accept return_tokens_as_token_ids.") from None
-
-
-class _Malformed(Exception):
-    pass
-
-
-def _as_sentence(call):
-    """A server's answer is input from outside: whatever shape it has, a caller gets one sentence."""
-    def checked(*args, **kwargs):
-        try:
-            return call(*args, **kwargs)
-        except PlaygroundError:
-            raise
-        except (KeyError, IndexError, TypeError, ValueError, AttributeError, OverflowError, _Malformed) as exc:
-            raise PlaygroundError(f"The vLLM server's answer is not what vLLM sends ({type(exc).__name__}); check "
-                                  "that the address is a vLLM server serving this model.") from None
-    return checked
 
 
 def _finish_reason(choice: dict, ids: list[int], facts: ModelFacts) -> str:
