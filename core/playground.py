@@ -17,6 +17,7 @@ import torch
 from core import limits
 from core.decoding import engine
 from core.decoding.scoring import ScoredToken, ScoreResult, score_ids
+from core.decoding.strategies.base import RawRun, RawSequence
 from core.decoding.settings import DEFAULT_MAX_NEW_TOKENS, DecodeSettings, lineup_seeds, validate
 from core.decoding.trace import DISTRIBUTIONS, BeamNode, Candidate, RunTrace, Sequence, Step
 from core.errors import InvalidSetting
@@ -190,7 +191,7 @@ class Playground:
                             time.perf_counter() - started, self.dtype, loaded_from=self.name)
 
     def decode_ids(self, ids: list[int], runs: list[DecodeSettings], notices: list[str], *, top_n: int,
-                   keep_distributions: bool, forced_ids: list[int] | None, on_step) -> list[engine.RawRun]:
+                   keep_distributions: bool, forced_ids: list[int] | None, on_step) -> list[RawRun]:
         """The runs on checked prompt ids, as `RawRun`s: here, our engine in this process (a backend
         overrides this, and may add to `notices`)."""
         self.check_memory(runs, len(ids))
@@ -218,7 +219,7 @@ class Playground:
         return ScoreResult(self.label, tokens, unscored_first_token=True, first_token=self.token_text(ids[0]))
 
     # traces ------------------------------------------------------------------------------------
-    def _trace(self, raw: engine.RawRun, prompt_len: int) -> RunTrace:
+    def _trace(self, raw: RawRun, prompt_len: int) -> RunTrace:
         s = raw.settings
         sequences = [self._sequence(q, prompt_len) for q in raw.sequences]
         tree = None
@@ -230,7 +231,7 @@ class Playground:
             notices.append(f"Generation stopped at the model's {self.facts.context_length}-token context.")
         return RunTrace(s.strategy, s.name(), s.params(), sequences, tree, notices)
 
-    def _sequence(self, raw: engine.RawSequence, prompt_len: int) -> Sequence:
+    def _sequence(self, raw: RawSequence, prompt_len: int) -> Sequence:
         steps = []
         for i, st in enumerate(raw.steps):
             top = [Candidate(t, self.token_text(t), p, pp)

@@ -26,15 +26,7 @@ from core.errors import InvalidSetting, PlaygroundError
 from core.models.lm import ModelFacts, StepModel
 from core.decoding.settings import DecodeSettings
 from core.decoding.strategies import strategy_class
-from core.decoding.strategies.base import (  # noqa: F401  (what a run returns, and the processors, as before)
-    RawBeamNode,
-    RawRun,
-    RawSequence,
-    RawStep,
-    Strategy,
-    build_processors,
-    cumulative_curve,
-)
+from core.decoding.strategies.base import RawRun, Strategy
 
 StepCallback = Callable[[int, list[list[int]]], None]
 

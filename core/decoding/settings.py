@@ -6,8 +6,8 @@ that introduces it for the rest (`Strategy.settings`, e.g. `num_beams` in `strat
 a processor's declaration for a processor's own (`core.decoding.processors`). `DecodeSettings` is a
 frozen dataclass assembled from those declarations once the registries are loaded, so a new strategy's
 or processor's settings arrive with its own file. The command line's flags (`core.cli`), the URL
-and line-up parser (`core.views.share`), `validate()`'s messages and `generate_kwargs()` are derived
-from `KNOBS`.
+parser (`core.views.share`), the line-up parser (`core.decoding.lineup`), `validate()`'s messages and
+`generate_kwargs()` are derived from `KNOBS`.
 """
 
 from __future__ import annotations

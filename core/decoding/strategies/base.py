@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from core.decoding.knobs import Knob, Runs
-from core.decoding.processors import apply_processors, build_processors  # noqa: F401  (the strategies' imports)
+from core.decoding.processors import build_processors
 from core.models.lm import ModelFacts
 
 if TYPE_CHECKING:

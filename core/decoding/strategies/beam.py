@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from core.decoding.knobs import Runs, knob, num, off_only
+from core.decoding.processors import apply_processors
 from core.decoding.strategies import register
 from core.errors import InvalidSetting
 from core.decoding.strategies.base import (
@@ -22,7 +23,6 @@ from core.decoding.strategies.base import (
     RawSequence,
     RowStats,
     Strategy,
-    apply_processors,
     chosen_figures,
     raw_step,
 )

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from core.decoding.knobs import knob, num
+from core.decoding.processors import apply_processors
 from core.decoding.strategies import register
 from core.errors import InvalidSetting
 from core.decoding.strategies.base import (
@@ -26,7 +27,6 @@ from core.decoding.strategies.base import (
     RawSequence,
     RowStats,
     Strategy,
-    apply_processors,
     chosen_figures,
     raw_step,
 )

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from core.decoding.knobs import knob, num
+from core.decoding.processors import apply_processors
 from core.decoding.strategies import register
 from core.decoding.strategies.base import (
     RawBeamNode,
@@ -24,7 +25,6 @@ from core.decoding.strategies.base import (
     RawSequence,
     RowStats,
     Strategy,
-    apply_processors,
     chosen_figures,
     raw_step,
 )
