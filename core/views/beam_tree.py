@@ -11,6 +11,7 @@ from core.views.charts import layout
 from core.views.colours import BEST_COLOUR, STATUS_COLOURS
 from core.views.tokens import plotly_text, visible
 
+
 def _best_path(run: RunTrace, nodes: list, by_id: dict) -> list[int]:
     """Node ids of the returned best hypothesis (as far as the shown steps go), prompt side first."""
     target = run.best.ids[: 1 + max((n.step for n in nodes), default=-1)]
@@ -65,55 +66,63 @@ def beam_tree_layout(run: RunTrace, max_steps: int | None = None) -> dict:
     return {"nodes": nodes, "by_id": by_id, "y": y, "rows": counter, "best": _best_path(run, nodes, by_id)}
 
 
+def _edges(nodes: list, by_id: dict, y: dict, best: set) -> list[go.Scatter]:
+    """Parent -> child lines, pruned ones faded; the best path's are left to its own trace."""
+    traces = []
+    for status, colour, width in (("pruned", "#e2e2e2", 0.8), ("kept", "#9ab7d3", 1.2)):
+        ex, ey = [], []
+        for n in nodes:
+            if (n.status == "pruned") == (status == "pruned") and n.id not in best:
+                px = by_id[n.parent].step if n.parent in by_id else -1
+                ex += [px, n.step, None]
+                ey += [y[n.parent if n.parent in by_id else None], y[n.id], None]
+        traces.append(go.Scatter(x=ex, y=ey, mode="lines", line=dict(color=colour, width=width),
+                                 hoverinfo="skip", showlegend=False, name=f"edges ({status})"))
+    return traces
+
+
+def _node_trace(nodes: list, y: dict, status: str, colour: str) -> go.Scatter:
+    """One status's nodes; pruned candidates go unlabelled, or their tokens would bury the tree's."""
+    group = [n for n in nodes if n.status == status]
+    finished = status == "finished"
+    return go.Scatter(
+        x=[n.step for n in group], y=[y[n.id] for n in group], name=status,
+        mode="markers" if status == "pruned" else "markers+text", text=[plotly_text(visible(n.token)) for n in group],
+        textposition="top center", textfont=dict(size=9, color="#444"),
+        marker=dict(color=colour, size=5 if status == "pruned" else (11 if finished else 7),
+                    symbol="star" if finished else "circle", opacity=0.5 if status == "pruned" else 1.0),
+        customdata=[[n.score, n.finished_score if n.finished_score is not None else float("nan"), n.step]
+                    for n in group],
+        hovertemplate="<b>%{text}</b> (step %{customdata[2]})<br>beam score %{customdata[0]:.3f}"
+                      "<br>(sum of processed log-probs, not renormalised)"
+                      + ("<br>finished score %{customdata[1]:.3f} (÷ length ** length_penalty)" if finished else "")
+                      + "<extra>" + status + "</extra>")
+
+
+def _add_best(fig: go.Figure, path: list, y: dict) -> None:
+    fig.add_trace(go.Scatter(
+        x=[-1] + [n.step for n in path], y=[y[None]] + [y[n.id] for n in path],
+        mode="lines+markers", name="returned best hypothesis",
+        line=dict(color=BEST_COLOUR, width=4), marker=dict(color=BEST_COLOUR, size=9),
+        text=["prompt"] + [plotly_text(visible(n.token)) for n in path],
+        customdata=[[float("nan")]] + [[n.score] for n in path],
+        hovertemplate="%{text}<br>beam score %{customdata[0]:.3f}<extra>best</extra>"))
+    for n in path:  # the best path's tokens on a white label, so the red line does not hide them
+        fig.add_annotation(x=n.step, y=y[n.id], text=f"<b>{plotly_text(visible(n.token))}</b>", showarrow=False,
+                           yshift=11, font=dict(size=10, color=BEST_COLOUR), bgcolor="rgba(255,255,255,0.85)",
+                           borderpad=1)
+
+
 def beam_tree_figure(run: RunTrace, max_steps: int | None = None) -> go.Figure:
     """The beam tree: edges parent -> child, the returned best hypothesis thick and red, beams that
     went on (blue) and finished hypotheses (green stars) labelled with their token, pruned candidates
     faded and unlabelled; every node's scores on hover."""
     lay = beam_tree_layout(run, max_steps)
     nodes, by_id, y, best = lay["nodes"], lay["by_id"], lay["y"], lay["best"]
-    best_set = set(best)
-    fig = go.Figure()
-    for status, colour, width in (("pruned", "#e2e2e2", 0.8), ("kept", "#9ab7d3", 1.2)):
-        ex, ey = [], []
-        for n in nodes:
-            if (n.status == "pruned") == (status == "pruned") and n.id not in best_set:
-                px = by_id[n.parent].step if n.parent in by_id else -1
-                ex += [px, n.step, None]
-                ey += [y[n.parent if n.parent in by_id else None], y[n.id], None]
-        fig.add_trace(go.Scatter(x=ex, y=ey, mode="lines", line=dict(color=colour, width=width),
-                                 hoverinfo="skip", showlegend=False, name=f"edges ({status})"))
-    labels = {}
-    for status, colour in STATUS_COLOURS.items():
-        group = [n for n in nodes if n.status == status]
-        text = [plotly_text(visible(n.token)) for n in group]
-        labelled = status != "pruned"
-        fig.add_trace(go.Scatter(
-            x=[n.step for n in group], y=[y[n.id] for n in group], name=status,
-            mode="markers+text" if labelled else "markers", text=text,
-            textposition="top center", textfont=dict(size=9, color="#444"),
-            marker=dict(color=colour, size=5 if status == "pruned" else (11 if status == "finished" else 7),
-                        symbol="star" if status == "finished" else "circle",
-                        opacity=0.5 if status == "pruned" else 1.0),
-            customdata=[[n.score, n.finished_score if n.finished_score is not None else float("nan"), n.step]
-                        for n in group],
-            hovertemplate="<b>%{text}</b> (step %{customdata[2]})<br>beam score %{customdata[0]:.3f}"
-                          "<br>(sum of processed log-probs, not renormalised)"
-                          + ("<br>finished score %{customdata[1]:.3f} (÷ length ** length_penalty)"
-                             if status == "finished" else "") + "<extra>" + status + "</extra>"))
-        labels[status] = len(group)
+    fig = go.Figure(_edges(nodes, by_id, y, set(best)))
+    fig.add_traces([_node_trace(nodes, y, status, colour) for status, colour in STATUS_COLOURS.items()])
     if best:
-        path = [by_id[i] for i in best]
-        fig.add_trace(go.Scatter(
-            x=[-1] + [n.step for n in path], y=[y[None]] + [y[n.id] for n in path],
-            mode="lines+markers", name="returned best hypothesis",
-            line=dict(color=BEST_COLOUR, width=4), marker=dict(color=BEST_COLOUR, size=9),
-            text=["prompt"] + [plotly_text(visible(n.token)) for n in path],
-            customdata=[[float("nan")]] + [[n.score] for n in path],
-            hovertemplate="%{text}<br>beam score %{customdata[0]:.3f}<extra>best</extra>"))
-        for n in path:  # the best path's tokens on a white label, so the red line does not hide them
-            fig.add_annotation(x=n.step, y=y[n.id], text=f"<b>{plotly_text(visible(n.token))}</b>", showarrow=False,
-                               yshift=11, font=dict(size=10, color=BEST_COLOUR), bgcolor="rgba(255,255,255,0.85)",
-                               borderpad=1)
+        _add_best(fig, [by_id[i] for i in best], y)
     fig.add_trace(go.Scatter(x=[-1], y=[y.get(None, 0)], mode="markers+text", text=["prompt"],
                              textposition="bottom center", marker=dict(color="#333", size=9, symbol="square"),
                              showlegend=False, hoverinfo="skip", name="prompt"))

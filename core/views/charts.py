@@ -15,6 +15,7 @@ from core.views.colours import RUN_COLOURS, STRATEGY_SYMBOLS
 from core.views.svg import figure_svg
 from core.views.tokens import plotly_text, visible
 
+
 def layout(fig: go.Figure, title: str, x: str, y: str) -> go.Figure:
     fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, template="plotly_white",
                       margin=dict(l=50, r=20, t=50, b=40), height=380)
@@ -40,7 +41,7 @@ def lineup_chart(runs: list[RunTrace]) -> go.Figure:
                           "<extra></extra>"))
     fig.update_layout(showlegend=True, legend=dict(title="run", itemsizing="constant"))
     fig = layout(fig, "Coherence vs diversity", "diversity: distinct-2 (higher = less repetition)",
-                  "coherence: mean raw log-prob per token")
+                 "coherence: mean raw log-prob per token")
     fig.update_layout(margin=dict(l=50, r=20, t=50, b=40))
     fig.update_xaxes(range=_lineup_range([t.x[0] for t in fig.data], 0.0, 1.0, pad=0.03), dtick=0.2)
     fig.update_yaxes(range=_lineup_range([t.y[0] for t in fig.data]))
@@ -119,6 +120,31 @@ def _curve(sorted_probs: np.ndarray, marks=()) -> tuple[np.ndarray, np.ndarray]:
     return ranks, cumulative[ranks - 1]
 
 
+def _stage_traces(stages: list[dict]) -> list[go.Scatter]:
+    """Each cut in the order the run applied it: the curve it sees (the first one's is drawn by the
+    caller), the line where it falls, and for a mass cut the mass it keeps."""
+    traces, previous = [], None
+    for i, stage in enumerate(stages):
+        name, kept = stage["name"], stage["kept"]
+        pretty, colour = PROCESSORS[name].label, PROCESSORS[name].colour
+        sees = np.asarray(stage["sorted"], dtype=np.float64)
+        if i > 0:
+            r, c = _curve(sees, [kept])
+            traces.append(go.Scatter(
+                x=r, y=c, mode="lines", line=dict(color=colour, width=2),
+                name=f"{stage['label']}: what {pretty} sees",
+                hovertemplate="rank %{x:,}<br>cumulative p %{y:.3f}<extra>" + html.escape(stage["label"]) + "</extra>"))
+        label = f"{pretty}={stage['param']:g} keeps {kept:,}" + (f" of {previous:,}" if previous is not None else "")
+        traces.append(go.Scatter(x=[kept, kept], y=[0, 1], mode="lines", name=label,
+                                 line=dict(color=colour, dash="dash", width=2), meta={"processor": name, "kept": kept},
+                                 hovertemplate=f"{label}<extra></extra>"))
+        if PROCESSORS[name].mass_cut:
+            traces.append(go.Scatter(x=[1, kept], y=[stage["param"]] * 2, mode="lines", showlegend=False,
+                                     line=dict(color=colour, dash="dot", width=1), hoverinfo="skip"))
+        previous = kept
+    return traces
+
+
 def cumulative_figure(at: dict, title: str = "") -> go.Figure:
     """The sorted cumulative-probability curve of the distribution the cuts actually see, with where
     each cut falls, as the run applied them (temperature, then top-k, then top-p on what top-k left,
@@ -139,25 +165,7 @@ def cumulative_figure(at: dict, title: str = "") -> go.Figure:
         x=r, y=c, mode="lines", line=dict(color="#1f77b4", width=2.5),
         name=f"{before['label']}" + (f": what {first} sees" if first else ": nothing is cut"),
         hovertemplate="rank %{x:,}<br>cumulative p %{y:.3f}<extra>" + html.escape(before["label"]) + "</extra>"))
-    previous = None
-    for i, stage in enumerate(stages):
-        name, kept = stage["name"], stage["kept"]
-        pretty, colour = PROCESSORS[name].label, PROCESSORS[name].colour
-        sees = np.asarray(stage["sorted"], dtype=np.float64)
-        if i > 0:
-            r, c = _curve(sees, [kept])
-            fig.add_trace(go.Scatter(
-                x=r, y=c, mode="lines", line=dict(color=colour, width=2),
-                name=f"{stage['label']}: what {pretty} sees",
-                hovertemplate="rank %{x:,}<br>cumulative p %{y:.3f}<extra>" + html.escape(stage["label"]) + "</extra>"))
-        label = f"{pretty}={stage['param']:g} keeps {kept:,}" + (f" of {previous:,}" if previous is not None else "")
-        fig.add_trace(go.Scatter(x=[kept, kept], y=[0, 1], mode="lines", name=label,
-                                 line=dict(color=colour, dash="dash", width=2), meta={"processor": name, "kept": kept},
-                                 hovertemplate=f"{label}<extra></extra>"))
-        if PROCESSORS[name].mass_cut:
-            fig.add_trace(go.Scatter(x=[1, kept], y=[stage["param"]] * 2, mode="lines", showlegend=False,
-                                     line=dict(color=colour, dash="dot", width=1), hoverinfo="skip"))
-        previous = kept
+    fig.add_traces(_stage_traces(stages))
     if not stages:
         fig.add_annotation(text="nothing is cut (top-k off, top-p 1)", showarrow=False, x=0.5, y=0.15,
                            xref="paper", yref="paper")
@@ -166,7 +174,7 @@ def cumulative_figure(at: dict, title: str = "") -> go.Figure:
                      ticktext=[f"{d:,}" for d in decades])
     fig.update_yaxes(range=[0, 1.02])
     fig = layout(fig, title or "Sorted cumulative probability: what each cut sees",
-                  "rank in that distribution (log scale)", "cumulative probability")
+                 "rank in that distribution (log scale)", "cumulative probability")
     fig.update_layout(height=470, legend=dict(orientation="h", yanchor="top", y=-0.2, x=0),
                       margin=dict(l=50, r=20, t=50, b=10))
     return fig
@@ -209,7 +217,7 @@ def attention_figure(tokens: list[str], weights, layer: int, head: int) -> go.Fi
                                hovertemplate="query %{y}<br>key %{x}<br>weight %{z:.3f}<extra></extra>"))
     fig.update_yaxes(autorange="reversed")
     fig = layout(fig, f"Attention, layer {layer + 1}, head {head + 1}", "attended-to token (key)",
-                  "attending token (query)")
+                 "attending token (query)")
     fig.update_layout(height=min(1400, max(380, 18 * len(tokens) + 120)))
     return fig
 

@@ -6,25 +6,16 @@ from __future__ import annotations
 import math
 
 STATUS_COLOURS = {"kept": "#1f77b4", "finished": "#2ca02c", "pruned": "#b0b0b0"}
-
 BEST_COLOUR = "#d62728"
-
 RUN_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
                "#bcbd22", "#17becf"]
-
 STRATEGY_SYMBOLS = {"greedy": "circle", "beam": "square", "sample": "diamond"}
 
-
 # viridis on log10(p) from 1e-4 (dark purple: improbable) to 1 (yellow: certain)
-
-
 COLOURSCALE = ["#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89", "#35b779", "#6ece58",
                "#b5de2b", "#fde725"]
-
 LOG10_FLOOR = -4.0
-
 LEGEND_TICKS = [(1e-4, "0.01%"), (1e-3, "0.1%"), (1e-2, "1%"), (1e-1, "10%"), (1.0, "100%")]
-
 UNKNOWN_COLOUR = ("#e0e0e0", "#111111")
 
 

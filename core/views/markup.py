@@ -22,7 +22,6 @@ ALTERNATIVES = 5  # alternatives listed in a token's hover card
 
 
 TOKEN_CSS_UNSCORED = ".dp-unscored{color:#888;font-style:italic}"
-
 TOKEN_CSS = """
 .dp-tokens{line-height:2.05;font-family:Georgia,'Times New Roman',serif;font-size:1.02rem;color:#111}
 .dp-tok{position:relative;border-radius:3px;padding:1px 0;white-space:pre-wrap;cursor:help}

@@ -98,16 +98,8 @@ def _custom_architectures() -> str:
                       "# ---- end of the architecture ----"])
 
 
-def generate_snippet(rec: dict) -> str:
-    """A standalone script that reproduces every run of the recipe with transformers' generate().
-
-    It needs only the pinned torch and transformers and the model (a hub id, a folder of this project's
-    repository, or the reader's copy passed with --model); it loads the weights in the app's dtype on the
-    app's device, feeds the prompt ids the app decoded, and seeds torch's generator with each run's own
-    seed before its call."""
-    custom = rec.get("model_type") in CUSTOM_MODEL_TYPES
-    kind = rec.get("source_kind", "hub")
-    separate_tokenizer = rec["tokenizer"] != rec["source"]
+def _snippet_header(rec: dict, custom: bool, separate_tokenizer: bool) -> list[str]:
+    """Which model, versions and weights the script is for, and its imports."""
     header = [
         "# Reproduces Decoding Playground runs with transformers' generate(): python recipe.py [--model PATH]",
         f"# model {_one_line(rec['model'])} ({rec['revision']}); torch {rec['versions']['torch']}, "
@@ -120,7 +112,13 @@ def generate_snippet(rec: dict) -> str:
     ]
     if not custom:
         header += ["import torch", "from transformers import AutoModelForCausalLM, AutoTokenizer"]
-    body = [
+    return header
+
+
+def _snippet_setup(rec: dict, separate_tokenizer: bool) -> list[str]:
+    """Arguments, model, tokenizer, the prompt's ids and the pad token, before the runs."""
+    kind = rec.get("source_kind", "hub")
+    return [
         "",
         "parser = argparse.ArgumentParser(description=\"Reproduces Decoding Playground runs with generate().\")",
         f"parser.add_argument(\"--model\", default=os.environ.get({MODEL_ENV!r}, {rec['source']!r}),",
@@ -144,20 +142,38 @@ def generate_snippet(rec: dict) -> str:
         "    eos = model.config.eos_token_id",
         "    pad = eos[0] if isinstance(eos, list) else eos",
     ]
+
+
+def _snippet_run(run: dict) -> list[str]:
+    """One run's seed, generate() call and printed continuation."""
+    kwargs = ", ".join(f"{k}={v!r}" for k, v in run["generate_kwargs"].items())
+    moved = [k for k in MOVED_OUT_OF_TRANSFORMERS_5 if k in run["generate_kwargs"]]
+    return [
+        "",
+        f"# {run['name']}",
+        *([f"# ({', '.join(moved)}: transformers 5 moved this strategy out of its core; run this call with "
+           "transformers==4.55.4, the last release that has it, or with the hub's custom_generate version)"]
+          if moved else []),
+        f"torch.manual_seed({run['seed']})  # this run's own seed",
+        f"out = model.generate(prompt_ids, attention_mask=torch.ones_like(prompt_ids), pad_token_id=pad, {kwargs})",
+        "print(tokenizer.decode(out[0, prompt_ids.shape[1]:]))",
+    ]
+
+
+def generate_snippet(rec: dict) -> str:
+    """A standalone script that reproduces every run of the recipe with transformers' generate().
+
+    It needs only the pinned torch and transformers and the model (a hub id, a folder of this project's
+    repository, or the reader's copy passed with --model); it loads the weights in the app's dtype on the
+    app's device, feeds the prompt ids the app decoded, and seeds torch's generator with each run's own
+    seed before its call."""
+    custom = rec.get("model_type") in CUSTOM_MODEL_TYPES
+    separate_tokenizer = rec["tokenizer"] != rec["source"]
+    body = _snippet_setup(rec, separate_tokenizer)
     for run in rec["runs"]:
-        kwargs = ", ".join(f"{k}={v!r}" for k, v in run["generate_kwargs"].items())
-        moved = [k for k in MOVED_OUT_OF_TRANSFORMERS_5 if k in run["generate_kwargs"]]
-        body += [
-            "",
-            f"# {run['name']}",
-            *([f"# ({', '.join(moved)}: transformers 5 moved this strategy out of its core; run this call with "
-               "transformers==4.55.4, the last release that has it, or with the hub's custom_generate version)"]
-              if moved else []),
-            f"torch.manual_seed({run['seed']})  # this run's own seed",
-            f"out = model.generate(prompt_ids, attention_mask=torch.ones_like(prompt_ids), pad_token_id=pad, {kwargs})",
-            "print(tokenizer.decode(out[0, prompt_ids.shape[1]:]))",
-        ]
-    parts = header + ([_custom_architectures(), "from transformers import AutoTokenizer"] if custom else []) + body
+        body += _snippet_run(run)
+    parts = (_snippet_header(rec, custom, separate_tokenizer)
+             + ([_custom_architectures(), "from transformers import AutoTokenizer"] if custom else []) + body)
     return "\n".join(parts) + "\n"
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 from core.decoding.trace import RunTrace, Sequence
 
 SHORT_FINISH = {"eos": "<|endoftext|>", "max_new_tokens": "max new tokens", "context": "context limit"}
-
 UNAVAILABLE = "n/a"  # a figure this backend cannot give (the vLLM backend without the whole vocabulary)
 
 

@@ -9,6 +9,7 @@ from functools import lru_cache
 
 from core.decoding.processors import PROCESSORS
 
+
 def visible(token: str) -> str:
     """A token with its whitespace made visible, for tables and figure labels."""
     return token.replace("\n", "↵").replace("\t", "⇥").replace(" ", "␣")
