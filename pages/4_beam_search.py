@@ -6,12 +6,12 @@ import streamlit as st
 
 from ui import PRESETS, decode, local_only, setting, sidebar, state, warn
 from core import limits
+from core.views import beam_page
 from core.views import beam_tree
 from core.views import markup
 from core.views import html_export
 from core.views import recipe
 from core.views import share
-from core.decoding.settings import DecodeSettings
 from core.views.share import Param
 
 PAGE = "beam"
@@ -34,23 +34,19 @@ setting(PAGE, "no_repeat_ngram_size", "no_repeat_ngram_size", facts=pg.facts, wh
 setting(PAGE, "early_stopping", "early_stopping", where=cols[3])
 
 beams = state(PAGE, "num_beams")
-divisors = [g for g in range(1, beams + 1) if beams % g == 0]
-if state(PAGE, "num_beam_groups") not in divisors:  # groups must split the beams evenly
-    fitting = max(g for g in divisors if g <= state(PAGE, "num_beam_groups"))
-    warn(f"{state(PAGE, 'num_beam_groups')} groups cannot split {beams} beams evenly; using {fitting}.")
-    st.session_state[f"{PAGE}_num_beam_groups"] = fitting
+groups, why = beam_page.fit_groups(beams, state(PAGE, "num_beam_groups"))
+if why:
+    warn(why)
+    st.session_state[f"{PAGE}_num_beam_groups"] = groups
 cols = st.columns(2)
-cols[0].select_slider("num_beam_groups (diverse beam search when above 1)", divisors, key=f"{PAGE}_num_beam_groups",
-                      help=share.plain(SCHEMA["num_beam_groups"].help))
-groups = state(PAGE, "num_beam_groups")
+cols[0].select_slider("num_beam_groups (diverse beam search when above 1)", beam_page.group_choices(beams),
+                      key=f"{PAGE}_num_beam_groups", help=share.plain(SCHEMA["num_beam_groups"].help))
 setting(PAGE, "diversity_penalty", "diversity_penalty", facts=pg.facts, where=cols[1], disabled=groups == 1)
-diverse = {"num_beam_groups": groups, "diversity_penalty": state(PAGE, "diversity_penalty")} if groups > 1 else {}
-base = DecodeSettings("beam", num_beams=beams, length_penalty=state(PAGE, "length_penalty"),
-                      early_stopping=state(PAGE, "early_stopping"), max_new_tokens=state(PAGE, "max_new_tokens"),
-                      num_return_sequences=beams, **diverse)
-runs = [base.replace(no_repeat_ngram_size=0), base.replace(no_repeat_ngram_size=state(PAGE, "no_repeat_ngram_size"))]
-if runs[0] == runs[1]:
-    runs = runs[:1]
+runs = beam_page.compared_runs(num_beams=beams, length_penalty=state(PAGE, "length_penalty"),
+                               early_stopping=state(PAGE, "early_stopping"),
+                               max_new_tokens=state(PAGE, "max_new_tokens"),
+                               no_repeat_ngram_size=state(PAGE, "no_repeat_ngram_size"), num_beam_groups=groups,
+                               diversity_penalty=state(PAGE, "diversity_penalty"))
 result = decode(pg, state(PAGE, "prompt"), runs)
 if result is None:
     st.stop()
