@@ -326,6 +326,31 @@ def decode(pg: Playground, prompt: str, runs: list[DecodeSettings], **kwargs) ->
         progress.empty()
 
 
+def decode_report(pg: Playground, prompts: list, runs: list[DecodeSettings], heldout: list):
+    """The Report's decode, shared and queued as `decode` is; None after showing why it could not run."""
+    from core import report
+
+    key = (pg.fingerprint(), "report", tuple(prompts), lineup_syntax.lineup_spec(runs),
+           tuple(s.seed for s in runs), tuple(s.max_new_tokens for s in runs), tuple(s.rows for s in runs))
+    progress = st.empty()
+
+    def on_step(done: int, total: int, texts: list[str]) -> None:
+        step_boundary(pg, progress)
+        if done % 4 == 0:  # each update is also where a rerun can interrupt a long run
+            progress.progress(min(1.0, done / total), text=share.plain(f"step {done} of {total}: {texts[-1][-60:]}"))
+
+    try:
+        return remember(key, lambda: in_turn(pg, lambda: report.make_report(pg, prompts, runs, human=heldout,
+                                                                            on_step=on_step), progress))
+    except PlaygroundError as exc:
+        fail(str(exc))
+        return None
+    except serving.Cancelled:
+        st.stop()  # the visitor is gone
+    finally:
+        progress.empty()
+
+
 def distribution_toggle(page: str) -> str:
     return st.radio("Probabilities shown", ["raw", "processed"], horizontal=True, key=f"{page}_distribution",
                     help="raw: the model's softmax; processed: what the strategy chose from, after its processors")

@@ -3,11 +3,10 @@
 import pandas as pd
 import streamlit as st
 
-from ui import fail, in_turn, remember, sidebar, state, step_boundary, warn
-from core import limits, report, serving
+from ui import decode_report, fail, sidebar, state, warn
+from core import limits, report
 from core.views import report_figures
 from core.decoding import lineup as lineup_syntax
-from core.views import share
 from core.errors import PlaygroundError
 from core.views.share import Param
 
@@ -46,26 +45,9 @@ except PlaygroundError as exc:
     fail(str(exc))
     st.stop()
 
-progress = st.empty()
-
-
-def on_step(done: int, total: int, texts: list[str]) -> None:
-    step_boundary(pg, progress)
-    if done % 4 == 0:  # each update is also where a rerun can interrupt a long run
-        progress.progress(min(1.0, done / total), text=share.plain(f"step {done} of {total}: {texts[-1][-60:]}"))
-
-
-key = (pg.fingerprint(), "report", prompts[0], lineup_syntax.lineup_spec(runs), n, tokens, seed)
-try:
-    result = remember(key, lambda: in_turn(pg, lambda: report.make_report(pg, prompts, runs, human=heldout,
-                                                                         on_step=on_step), progress))
-except PlaygroundError as exc:
-    fail(str(exc))
+result = decode_report(pg, prompts, runs, heldout)
+if result is None:
     st.stop()
-except serving.Cancelled:
-    st.stop()  # the visitor is gone
-finally:
-    progress.empty()
 for notice in result.notices:
     warn(notice)
 
