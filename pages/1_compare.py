@@ -72,13 +72,15 @@ snippet = recipe.generate_snippet(rec)
 # of JavaScript that a new visitor's browser would otherwise fetch and parse before showing any result.
 with st.expander("Export and reproduce", key=f"{PAGE}__export_open", on_change="rerun") as export:
     cols = st.columns(5)
-    # callables: each export is built when its button is clicked, not on every rerun
-    cols[0].download_button("JSON", lambda: recipe.to_json(result, rec), "decoding.json", "application/json")
-    cols[1].download_button("CSV", lambda: recipe.to_csv(result), "decoding.csv", "text/csv")
-    cols[2].download_button("Markdown", lambda: recipe.to_markdown(result), "decoding.md", "text/markdown")
+    # callables: each export is built when its button is clicked, not on every rerun; on_click="ignore": a click
+    # does not rerun the page, whose new run would replace the callable the browser is fetching (downloads were lost)
+    cols[0].download_button("JSON", lambda: recipe.to_json(result, rec), "decoding.json", "application/json",
+                            on_click="ignore")
+    cols[1].download_button("CSV", lambda: recipe.to_csv(result), "decoding.csv", "text/csv", on_click="ignore")
+    cols[2].download_button("Markdown", lambda: recipe.to_markdown(result), "decoding.md", "text/markdown", on_click="ignore")
     cols[3].download_button("HTML page", lambda: html_export.export_html(result, rec, snippet, page="compare", distribution=shown),
-                            "decoding.html", "text/html", help="one file that opens offline in any browser")
-    cols[4].download_button("Recipe", snippet, "recipe.py", "text/x-python")
+                            "decoding.html", "text/html", help="one file that opens offline in any browser", on_click="ignore")
+    cols[4].download_button("Recipe", snippet, "recipe.py", "text/x-python", on_click="ignore")
     st.caption("The recipe runs on its own with the pinned torch and transformers and prints the texts above; "
                "its first lines say where to get the model and how to point it at your copy (`--model PATH`).")
     if export.open:
