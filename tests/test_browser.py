@@ -152,7 +152,7 @@ def download(page, buttons, folder) -> dict[str, Path]:
     files = {}
     for name in buttons:
         got = None
-        for _ in range(3):  # a click can land while the page redraws after the last download and be lost (seen in half of the runs)
+        for _ in range(3):  # a safety net: before Compare's downloads stopped rerunning the page, a click could be lost
             settled(page)  # a download click reruns the page: click the next button once it is drawn again
             try:
                 with page.expect_download(timeout=20_000) as download:
