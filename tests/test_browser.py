@@ -4,6 +4,7 @@ Set SCREENSHOT_DIR to keep a screenshot of every page (that is how the pages wer
 """
 
 import base64
+import contextlib
 import json
 import os
 import socket
@@ -43,15 +44,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
+@contextlib.contextmanager
+def streamlit_server(log, env=None):
+    """`streamlit run` on a free localhost port until the block ends; yields (url, port)."""
     port = free_port()
-    log = tmp_path_factory.mktemp("streamlit") / "server.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
              "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})})
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90
@@ -64,10 +65,16 @@ def server(tmp_path_factory):
             assert proc.poll() is None, log.read_text()
             assert time.monotonic() < deadline, "streamlit did not come up in 90 s:\n" + log.read_text()
             time.sleep(0.5)
-        yield url
+        yield url, port
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with streamlit_server(tmp_path_factory.mktemp("streamlit") / "server.log") as (url, _):
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -5,18 +5,14 @@ The second visitor reaches the server from 127.0.0.2 through benchmarks/loopback
 always connects from 127.0.0.1), so the app sees two client addresses. Nothing here is timed: the test
 checks the order in which pages finished."""
 
-import os
-import subprocess
 import sys
 import time
-import urllib.request
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 from playwright.sync_api import sync_playwright
 
-from test_browser import CHROMIUM, FLAGS, ROOT, free_port, shoot
+from test_browser import CHROMIUM, FLAGS, ROOT, shoot, streamlit_server
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from loopback_proxy import LoopbackProxy  # noqa: E402
@@ -33,35 +29,15 @@ STATE = """() => {
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    """A server of its own, its result cache off so that every tab decodes."""
-    port = free_port()
+    """A server of its own, its result cache off so that every tab decodes, and a second address to it."""
     log = tmp_path_factory.mktemp("streamlit-fair") / "server.log"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PLAYGROUND_RESULT_CACHE_MB": "1",
-           "PLAYGROUND_WAITING_PER_VISITOR": "2"}
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
-             "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
-    proxy = None
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                pass
-            assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "streamlit did not come up in 90 s:\n" + log.read_text()
-            time.sleep(0.5)
+    env = {"PLAYGROUND_RESULT_CACHE_MB": "1", "PLAYGROUND_WAITING_PER_VISITOR": "2"}
+    with streamlit_server(log, env) as (url, port):
         proxy = LoopbackProxy(port, "127.0.0.2")
-        yield f"http://127.0.0.1:{port}", proxy.url
-    finally:
-        if proxy is not None:
+        try:
+            yield url, proxy.url
+        finally:
             proxy.close()
-        proc.terminate()
-        proc.wait(timeout=20)
 
 
 def states(pages):
