@@ -8,22 +8,15 @@ piece of text that came from a user or a tokenizer is escaped: the page is a Jin
 
 from __future__ import annotations
 
-import html
 import json
-from pathlib import Path
 
-import jinja2
 import plotly.graph_objects as go
 from markupsafe import Markup
 
 from core.views import beam_tree, charts, markup, tables
+from core.views.templating import TEMPLATES
 from core.decoding.trace import DISTRIBUTIONS, FINISH_REASONS, Sequence
 
-# autoescape: every value the template is given is escaped unless it is Markup that our view code built;
-# escaped by html.escape, as the app's own HTML is, so an export and the app quote text alike
-_TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
-                                autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-                                finalize=lambda v: v if isinstance(v, Markup) else Markup(html.escape(str(v))))
 PAGES = ("compare", "beam", "step")
 PAGE_CSS = """
 body{font:15px/1.5 system-ui,-apple-system,'Segoe UI',sans-serif;color:#111;max-width:1200px;margin:24px auto;
@@ -121,7 +114,7 @@ def export_html(result, recipe_dict: dict, snippet: str, *, page: str = "compare
     parts = {"compare": lambda: _compare_parts(result, distribution, fig_html),
              "beam": lambda: _beam_parts(result, distribution, fig_html),
              "step": lambda: _step_parts(result, distribution, branches)}[page]()
-    return _TEMPLATES.get_template("export.html.j2").render(
+    return TEMPLATES.get_template("export.html.j2").render(
         heading=heading, css=Markup(PAGE_CSS), model=result.model, revision=recipe_dict.get("revision", ""),
         device=result.device, prompt_tokens=len(result.prompt_ids), notices=result.notices,
         prompt=Markup(markup.prompt_html(result.prompt_text)),

@@ -5,17 +5,20 @@ Every probability shown says which distribution it is from ("raw" or "processed"
 
 The HTML needs no JavaScript: hover cards are CSS only (`:hover` / `:focus`), so they work inside
 Streamlit's `st.html` (which keeps <style> and drops <script>) and in a standalone file
-(`core.views.html_export`). Every piece of text that comes from a tokenizer or a user is escaped.
+(`core.views.html_export`). Every piece of text that comes from a tokenizer or a user is escaped: the HTML is the macros of
+templates/markup.html.j2, which escape every value they are given; this module only works out the values.
 """
 
 from __future__ import annotations
 
-import html
 import math
+
+from markupsafe import Markup
 
 from core.decoding.trace import RunTrace, Sequence
 from core.views.colours import COLOURSCALE, LEGEND_TICKS, UNKNOWN_COLOUR, level, probability_colour
 from core.views.tables import UNAVAILABLE, hypotheses_table
+from core.views.templating import macros
 from core.views.tokens import cut_reason, visible
 
 ALTERNATIVES = 5  # alternatives listed in a token's hover card
@@ -65,18 +68,11 @@ table.dp-table td.dp-num{text-align:right;font-variant-numeric:tabular-nums;whit
 """
 
 
-def _style() -> str:
-    return f"<style>{TOKEN_CSS}{TOKEN_CSS_UNSCORED}</style>"
+_HTML = macros("markup.html.j2")
 
 
-def _shown_text(token: str, compact: bool = False) -> str:
-    """A token as it sits in the running text: escaped, a new line marked (↵) and kept (or, compact,
-    only marked)."""
-    return html.escape(token).replace("\n", "↵" if compact else "↵\n")
-
-
-def _mono(token: str) -> str:
-    return html.escape(visible(token))
+def _style() -> Markup:
+    return Markup(f"<style>{TOKEN_CSS}{TOKEN_CSS_UNSCORED}</style>")
 
 
 def _pct(p: float | None) -> str:
@@ -93,10 +89,9 @@ def _exp(logprob: float | None) -> float | None:
     return None if logprob is None else math.exp(logprob)
 
 
-def _span(text: str, prob: float | None, card: str, compact: bool = False) -> str:
+def _span(text: str, prob: float | None, card: Markup, compact: bool = False) -> Markup:
     bg, fg = probability_colour(prob) if prob is not None else UNKNOWN_COLOUR
-    return (f'<span class="dp-tok" tabindex="0" style="background:{bg};color:{fg}">{_shown_text(text, compact)}'
-            f'<span class="dp-card">{card}</span></span>')
+    return _HTML.token(text, bg, fg, card, compact)
 
 
 def _or_na(value):
@@ -112,123 +107,95 @@ def pct_of_logprob(logprob: float | None) -> str:
     return _pct(_exp(logprob))
 
 
-def _cuts(step) -> str:
-    """What the processors did at this step: survivors of each cut, and the tokens banned (HTML)."""
-    lines = [f"{html.escape(name)} kept {count:,} tokens" for name, count in step.kept.items()]
-    lines += [f"{html.escape(name)} banned/down-weighted: "
-              + ", ".join(f'<span class="dp-mono">{_mono(t)}</span>' for t in tokens)
-              for name, tokens in step.banned_tokens.items() if tokens]
-    if not lines:
-        return ""
-    return '<span class="dp-cuts">' + "".join(f'<span class="dp-line">{line}</span>' for line in lines) + "</span>"
-
-
-def _step_card(s, distribution: str) -> str:
+def _step_card(s, distribution: str) -> Markup:
+    """A token's hover card: its probability and rank in both distributions, the top alternatives (those
+    the processors removed marked, with why), and what each processor kept or banned at this step."""
     processed = distribution == "processed"
-    other = "raw" if processed else "processed"
     prob = _exp(s.processed_logprob if processed else s.logprob)
-    other_prob = _exp(s.logprob if processed else s.processed_logprob)
     rank = _or_na(s.processed_rank if processed else s.rank)
-    other_rank = _or_na(s.rank if processed else s.processed_rank)
-    rows = []
+    alternatives = []
     for i, c in enumerate(s.top[:ALTERNATIVES]):
         why = cut_reason(s, i)
-        p = c.processed_prob if processed else c.prob
-        classes = "dp-alt" + (" dp-chosen" if c.id == s.id else "") + (" dp-cut" if why else "")
-        rows.append(f'<span class="{classes}"><span class="dp-alt-tok">{_mono(c.token)}</span>'
-                    + (f'<span class="dp-why">{html.escape(why)}</span>' if why else "")
-                    + f'<span class="dp-alt-p">{_pct(p)}</span></span>')
+        alternatives.append({"text": visible(c.token), "p": _pct(c.processed_prob if processed else c.prob),
+                             "why": why or "", "chosen": c.id == s.id, "cut": bool(why)})
     if all(c.id != s.id for c in s.top[:ALTERNATIVES]):  # the chosen token is further down: show it too
-        rows.append(f'<span class="dp-alt dp-chosen"><span class="dp-alt-tok">{_mono(s.token)}</span>'
-                    f'<span class="dp-why">rank {rank}</span><span class="dp-alt-p">{_pct(prob)}</span></span>')
-    return (f'<span class="dp-head"><span class="dp-mono">{_mono(s.token)}</span> · p={_pct(prob)} '
-            f'({distribution}) · rank {rank}</span>'
-            f'<span class="dp-sub">{other}: p={_pct(other_prob)}, rank {other_rank} · step {s.index}</span>'
-            f'<span class="dp-title">alternatives ({distribution}), top {min(ALTERNATIVES, len(s.top))}</span>'
-            + "".join(rows) + _cuts(s))
+        alternatives.append({"text": visible(s.token), "p": _pct(prob), "why": f"rank {rank}", "chosen": True,
+                             "cut": False})
+    banned = [(name, [visible(t) for t in tokens]) for name, tokens in s.banned_tokens.items() if tokens]
+    return _HTML.step_card(
+        visible(s.token), _pct(prob), distribution, rank, "raw" if processed else "processed",
+        _pct(_exp(s.logprob if processed else s.processed_logprob)),
+        _or_na(s.rank if processed else s.processed_rank), s.index, min(ALTERNATIVES, len(s.top)),
+        alternatives, list(s.kept.items()), banned)
 
 
-def tokens_html(seq: Sequence, distribution: str = "raw", *, legend: bool = False, compact: bool = False) -> str:
+def tokens_html(seq: Sequence, distribution: str = "raw", *, legend: bool = False, compact: bool = False) -> Markup:
     """The generated text, each token coloured by its probability under `distribution` ("raw" or
     "processed"); hovering (or focusing) a token shows a card with its probability and rank, the top
     alternatives from the same distribution (those the processors removed struck through, with why),
     and what each processor kept or banned at that step. `legend=True` puts the colour legend first;
     `compact=True` marks new lines (↵) without breaking the line (for tables)."""
-    parts = [_span(s.token, _exp(s.processed_logprob if distribution == "processed" else s.logprob),
+    spans = [_span(s.token, _exp(s.processed_logprob if distribution == "processed" else s.logprob),
                    _step_card(s, distribution), compact) for s in seq.steps]
-    head = probability_legend_html(distribution, style=False) if legend else ""
+    head = probability_legend_html(distribution, style=False) if legend else Markup()
     if distribution == "processed" and any(s.processed_logprob is None for s in seq.steps):
-        head += ('<div class="dp-legend"><span class="dp-line">Grey: the backend did not give the processed '
-                 'probability of these tokens (it needs the whole distribution).</span></div>')
-    return f'{_style()}{head}<div class="dp-tokens">{"".join(parts)}</div>'
+        head += _HTML.note("Grey: the backend did not give the processed probability of these tokens (it needs "
+                           "the whole distribution).")
+    return _HTML.tokens(_style(), head, spans)
 
 
-def probability_legend_html(distribution: str = "raw", *, style: bool = True) -> str:
+def probability_legend_html(distribution: str = "raw", *, style: bool = True) -> Markup:
     """The colour scale of the tokens, with tick labels from 0.01% to 100% (log scale)."""
     stops = ", ".join(f"{c} {100 * i / (len(COLOURSCALE) - 1):.1f}%" for i, c in enumerate(COLOURSCALE))
-    ticks = "".join(f'<span style="left:{100 * level(p):.0f}%">{label}</span>' for p, label in LEGEND_TICKS)
+    ticks = [(100 * level(p), label) for p, label in LEGEND_TICKS]
     what = ("the chosen token's probability under the raw distribution (the model's softmax)"
             if distribution == "raw" else
             "the chosen token's probability under the processed distribution (what the strategy chose from)")
-    return ((_style() if style else "")
-            + f'<div class="dp-legend"><span class="dp-line">Colour: {html.escape(what)}; log scale, '
-            f'hover a token for its alternatives.</span>'
-            f'<span class="dp-legend-bar" style="background:linear-gradient(to right, {stops})"></span>'
-            f'<span class="dp-legend-ticks">{ticks}</span></div>')
+    return _HTML.legend(_style() if style else "", what, stops, ticks)
 
 
-def scored_html(tokens, token_text=None, *, legend: bool = False, first_token: str = "") -> str:
+def scored_html(tokens, token_text=None, *, legend: bool = False, first_token: str = "") -> Markup:
     """Scoring mode: each token coloured by its raw probability; the hover card gives p, rank,
     surprisal and what the model expected there (its text when `token_text(id)` is given). An
     unscored `first_token` (it has no context) leads the text, grey and uncoloured."""
-    parts = [f'<span class="dp-unscored" title="no context: not scored">{_shown_text(first_token)}</span>'] \
-        if first_token else []
+    spans = [_HTML.unscored(first_token)] if first_token else []
     for t in tokens:
         p = math.exp(t.logprob)
         expected = token_text(t.top_id) if token_text is not None else f"id {t.top_id}"
-        card = (f'<span class="dp-head"><span class="dp-mono">{_mono(t.token)}</span> · p={_pct(p)} (raw) · '
-                f'rank {t.rank}</span>'
-                f'<span class="dp-line">surprisal {t.surprisal_bits:.2f} bits</span>'
-                f'<span class="dp-line">the model expected <span class="dp-mono">{_mono(expected)}</span> '
-                f'({_pct(t.top_prob)}, raw)</span>')
-        parts.append(_span(t.token, p, card))
+        card = _HTML.scored_card(visible(t.token), _pct(p), t.rank, t.surprisal_bits, visible(expected),
+                                 _pct(t.top_prob))
+        spans.append(_span(t.token, p, card))
     head = probability_legend_html("raw", style=False) if legend else ""
-    return f'{_style()}{head}<div class="dp-tokens">{"".join(parts)}</div>'
+    return _HTML.tokens(_style(), head, spans)
 
 
-def prompt_html(text: str) -> str:
+def prompt_html(text: str) -> Markup:
     """The prompt (or a branch's path so far), set apart from the generated tokens."""
-    return f'{_style()}<div class="dp-prompt">{_shown_text(text)}</div>'
+    return _HTML.prompt(_style(), text)
 
 
-def table_html(rows: list[dict], html_columns: tuple[str, ...] = ()) -> str:
-    """A list of dicts as an HTML table; every cell escaped except the named ones (already HTML)."""
+def _cell(value, is_html: bool) -> tuple[str, object]:
+    if is_html:
+        return "wide", Markup(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return "num", value
+    return ("short" if len(str(value)) <= 24 else "text"), value  # short labels stay on one line
+
+
+def table_html(rows: list[dict], html_columns: tuple[str, ...] = ()) -> Markup:
+    """A list of dicts as an HTML table; every cell escaped except the named ones (HTML our views built)."""
     if not rows:
-        return ""
+        return Markup()
     columns = list(rows[0])
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
-    body = []
-    for row in rows:
-        cells = []
-        for c in columns:
-            v = row.get(c, "")
-            if c in html_columns:
-                cells.append(f'<td class="dp-wide">{v}</td>')
-            elif isinstance(v, (int, float)) and not isinstance(v, bool):
-                cells.append(f'<td class="dp-num">{html.escape(str(v))}</td>')
-            elif len(str(v)) <= 24:  # short labels stay on one line
-                cells.append(f'<td class="dp-short">{html.escape(str(v))}</td>')
-            else:
-                cells.append(f"<td>{html.escape(str(v))}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
+    cells = [[_cell(row.get(c, ""), c in html_columns) for c in columns] for row in rows]
     # A table of figures only lets its headers wrap, so that many columns fit (Compare's eight). A table
     # with a text column keeps them on one line and gives the text the room. No scrolling box around
     # either: it would clip the hover cards of the tokens in the cells.
     classes = "dp-table" if html_columns else "dp-table dp-figures"
-    return f'{_style()}<table class="{classes}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+    return _HTML.table(_style(), classes, columns, cells)
 
 
-def hypotheses_html(run: RunTrace, distribution: str = "raw") -> str:
+def hypotheses_html(run: RunTrace, distribution: str = "raw") -> Markup:
     """`hypotheses_table` as HTML: the whole text of each hypothesis, coloured, with hover cards."""
     rows = hypotheses_table(run)
     for row, q in zip(rows, run.sequences):

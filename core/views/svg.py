@@ -3,7 +3,8 @@ markers, names and hover templates; its title, axis titles and ranges), so that 
 and a first screen can show it without loading plotly.js in the browser.
 
 It draws what the line-up chart uses (marker traces on linear axes with explicit ranges, a legend on the
-right), not plotly in general: any other trace or axis type is refused rather than drawn wrong."""
+right), not plotly in general: any other trace or axis type is refused rather than drawn wrong. This module
+works out the geometry; the SVG is templates/chart.svg.j2, which escapes every text it is given."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import re
 from dataclasses import dataclass
 
 import plotly.graph_objects as go
+
+from core.views.templating import TEMPLATES
 
 MARKERS = {  # plotly's symbols as SVG paths around (0, 0), for a marker of size ~13 px
     "circle": "M 6.5 0 A 6.5 6.5 0 1 1 -6.5 0 A 6.5 6.5 0 1 1 6.5 0 Z",
@@ -73,63 +76,36 @@ def _check(fig: go.Figure) -> None:
             raise ValueError("figure_svg needs linear axes with explicit ranges")
 
 
-def _axes(fig: go.Figure, frame: _Frame) -> list[str]:
-    """Title, grid lines with their tick labels, the plot's border and the axis titles."""
-    f, bottom = frame, frame.top + frame.plot_h
-    title = html.escape(fig.layout.title.text or "")
-    parts = [f'<text x="{f.left}" y="22" font-size="16" font-weight="600" fill="#333">{title}</text>']
-    for x in ticks(*f.x_range, step=fig.layout.xaxis.dtick):
-        parts.append(f'<line x1="{f.sx(x):.1f}" y1="{f.top}" x2="{f.sx(x):.1f}" y2="{bottom}" stroke="#eee"/>'
-                     f'<text x="{f.sx(x):.1f}" y="{bottom + 16}" font-size="11" fill="#666" '
-                     f'text-anchor="middle">{x:g}</text>')
-    for y in ticks(*f.y_range, step=fig.layout.yaxis.dtick):
-        parts.append(f'<line x1="{f.left}" y1="{f.sy(y):.1f}" x2="{f.left + f.plot_w}" y2="{f.sy(y):.1f}" '
-                     f'stroke="#eee"/><text x="{f.left - 6}" y="{f.sy(y) + 4:.1f}" font-size="11" fill="#666" '
-                     f'text-anchor="end">{y:g}</text>')
-    x_title = html.escape(fig.layout.xaxis.title.text or "")
-    y_title = html.escape(fig.layout.yaxis.title.text or "")
-    parts.append(f'<rect x="{f.left}" y="{f.top}" width="{f.plot_w}" height="{f.plot_h}" fill="none" stroke="#ccc"/>'
-                 f'<text x="{f.left + f.plot_w / 2:.1f}" y="{f.height - 10}" font-size="12" fill="#444" '
-                 f'text-anchor="middle">{x_title}</text>'
-                 f'<text transform="translate(16 {f.top + f.plot_h / 2:.1f}) rotate(-90)" font-size="12" '
-                 f'fill="#444" text-anchor="middle">{y_title}</text>')
-    return parts
-
-
-def _marker(trace, scale: float = 1.0) -> str:
+def _marker(trace) -> dict:
     m = trace.marker
-    outline = m.line.color or "#333"
-    width = m.line.width if m.line.width is not None else 1
-    shrink = f' transform="scale({scale:g})"' if scale != 1 else ""
-    return (f'<path d="{MARKERS[m.symbol or "circle"]}"{shrink} fill="{m.color}" stroke="{outline}" '
-            f'stroke-width="{width:g}"/>')
+    return {"path": MARKERS[m.symbol or "circle"], "fill": m.color, "outline": m.line.color or "#333",
+            "width": m.line.width if m.line.width is not None else 1}
 
 
-def _points(fig: go.Figure, frame: _Frame) -> list[str]:
-    """Each trace's points (each with its hover text as a title), then its legend entry on the right."""
-    parts, legend_x = [], frame.left + frame.plot_w + 22
-    for k, trace in enumerate(fig.data):
-        titles = [html.escape(hover_text(trace, i)) for i in range(len(trace.x))]
-        for x, y, title in zip(trace.x, trace.y, titles):
-            if math.isfinite(x) and math.isfinite(y):
-                parts.append(f'<g class="dp-point" transform="translate({frame.sx(x):.1f} {frame.sy(y):.1f})">'
-                             f'<title>{title}</title>{_marker(trace)}</g>')
-        if trace.showlegend is not False:
-            name = html.escape(html.unescape(trace.name or ""))
-            title = titles[0] if titles else name
-            parts.append(f'<g transform="translate({legend_x} {frame.top + 8 + 18 * k})"><title>{title}</title>'
-                         f'{_marker(trace, 0.8)}'
-                         f'<text x="14" y="4" font-size="12" fill="#333">{name}</text></g>')
-    return parts
+def _traces(fig: go.Figure, frame: _Frame) -> list[dict]:
+    """Each trace's finite points in image coordinates, each with its hover text (the point's title),
+    and its legend entry."""
+    traces = []
+    for trace in fig.data:
+        hovers = [hover_text(trace, i) for i in range(len(trace.x))]
+        points = [(frame.sx(x), frame.sy(y), hover) for x, y, hover in zip(trace.x, trace.y, hovers)
+                  if math.isfinite(x) and math.isfinite(y)]
+        name = html.unescape(trace.name or "")
+        traces.append({"points": points, "marker": _marker(trace), "legend": trace.showlegend is not False,
+                       "name": name, "legend_title": hovers[0] if hovers else name})
+    return traces
 
 
 def figure_svg(fig: go.Figure, width: int = 760, height: int = 360) -> str:
     """`fig` as an SVG string that scales to its container (up to `width` px wide)."""
     _check(fig)
     left, right, top, bottom = 64, 250, 38, 52
-    frame = _Frame(width, height, left, top, width - left - right, height - top - bottom,
-                   tuple(fig.layout.xaxis.range), tuple(fig.layout.yaxis.range))
-    label = html.escape(fig.layout.title.text or "chart")
-    head = (f'<svg class="dp-chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
-            f'width="100%" style="max-width:{width}px" font-family="sans-serif" role="img" aria-label="{label}">')
-    return head + "".join(_axes(fig, frame) + _points(fig, frame)) + "</svg>"
+    f = _Frame(width, height, left, top, width - left - right, height - top - bottom,
+               tuple(fig.layout.xaxis.range), tuple(fig.layout.yaxis.range))
+    return TEMPLATES.get_template("chart.svg.j2").render(
+        f=f, bottom=f.top + f.plot_h, legend_x=f.left + f.plot_w + 22,
+        title=fig.layout.title.text or "", label=fig.layout.title.text or "chart",
+        x_title=fig.layout.xaxis.title.text or "", y_title=fig.layout.yaxis.title.text or "",
+        x_ticks=[(f.sx(x), f"{x:g}") for x in ticks(*f.x_range, step=fig.layout.xaxis.dtick)],
+        y_ticks=[(f.sy(y), f"{y:g}") for y in ticks(*f.y_range, step=fig.layout.yaxis.dtick)],
+        traces=_traces(fig, f))
