@@ -17,9 +17,22 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping, Protocol
 
 from core.errors import InvalidSetting
+
+
+class Settings(Protocol):
+    """What a strategy or a processor sees of one run's settings. The class itself, `DecodeSettings`, is
+    assembled in `core.decoding.settings` from every declaration once the strategies and processors have
+    loaded, so they, below it, name only its shape: a field per declared setting, and these."""
+    strategy: str
+    max_new_tokens: int
+    seed: int
+
+    def __getattr__(self, name: str) -> Any: ...
+
+    def replace(self, **changes) -> Settings: ...
 
 
 ANY_BACKEND = "*"  # a `backends` key: every backend takes the setting (the strategy's name, the length, the seed)

@@ -4,17 +4,14 @@ per-step statistics a trace is made of. The logits processors are declared in `c
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, NamedTuple
+from typing import ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
 
-from core.decoding.knobs import Knob, Runs
+from core.decoding.knobs import Knob, Runs, Settings
 from core.decoding.processors import build_processors
 from core.models.lm import ModelFacts
-
-if TYPE_CHECKING:
-    from core.decoding.settings import DecodeSettings
 
 CURVE_BUCKET_NATS = 0.5  # width of the log-prob buckets behind the cumulative curve
 CURVE_BUCKETS = 60  # down to log p = -30 nats; the last bucket takes the rest
@@ -86,7 +83,7 @@ class RawBeamNode:
 
 @dataclass
 class RawRun:
-    settings: DecodeSettings
+    settings: Settings
     sequences: list[RawSequence]
     beam_tree: list[RawBeamNode] | None = None
 
@@ -197,23 +194,23 @@ class Strategy:
     mode: ClassVar[str]  # set by @register
 
     @classmethod
-    def claims(cls, settings: DecodeSettings) -> bool:
+    def claims(cls, settings: Settings) -> bool:
         return settings.strategy == cls.strategy
 
     @classmethod
-    def describe(cls, settings: DecodeSettings) -> list[str]:
+    def describe(cls, settings: Settings) -> list[str]:
         return [cls.strategy]
 
     @classmethod
-    def check(cls, settings: DecodeSettings) -> None:
+    def check(cls, settings: Settings) -> None:
         pass
 
     @classmethod
-    def processors(cls, settings: DecodeSettings, device) -> list[tuple[str, object]]:
+    def processors(cls, settings: Settings, device) -> list[tuple[str, object]]:
         return []
 
     @classmethod
-    def rows_needed(cls, settings: DecodeSettings) -> int:
+    def rows_needed(cls, settings: Settings) -> int:
         return 1
 
     @classmethod
@@ -222,7 +219,7 @@ class Strategy:
         parent's code but not its declaration, since a server would run the parent's method instead."""
         return vars(cls).get("backends", {}).get(backend)
 
-    def __init__(self, settings: DecodeSettings, prompt: torch.Tensor, facts: ModelFacts,
+    def __init__(self, settings: Settings, prompt: torch.Tensor, facts: ModelFacts,
                  max_new_tokens: int, top_n: int, keep_distributions: bool):
         self.settings = settings
         self.rows = self.rows_needed(settings)
