@@ -7,6 +7,7 @@ sidebar whether it is reached through the entry file or run on its own (as AppTe
 from __future__ import annotations
 
 import os
+import urllib.parse
 
 import streamlit as st
 from streamlit.errors import StreamlitPageNotFoundError
@@ -39,6 +40,7 @@ PAGES = [
     ("pages/5_models_and_tokens.py", "Models & tokens", ":material/biotech:", "models_and_tokens"),
     ("pages/6_score_a_text.py", "Score a text", ":material/straighten:", "score_a_text"),
     ("pages/7_report.py", "Report", ":material/analytics:", "report"),
+    ("pages/8_pipeline.py", "Pipeline", ":material/filter_alt:", "pipeline"),
 ]
 SIDEBAR = {"model": "", "seed": Param.from_knob("seed"),
            "max_new_tokens": Param.from_knob("max_new_tokens", high=limits.MAX_APP_NEW_TOKENS, widget="slider",
@@ -129,10 +131,15 @@ def fail(message: str) -> None:
 
 
 def init_state(page: str, schema: dict) -> None:
-    """Once per session and page: widget values from the link, else the last page's sidebar, else defaults."""
+    """Once per session and page: widget values from the link, else the last page's sidebar, else defaults;
+    and again when a link from another page of this session (`link_to`) brings an address the page has not
+    read or written itself."""
     flag = f"{page}__initialised"
-    if flag in st.session_state:
+    arrived = st.query_params.to_dict()
+    published = f"{page}__published"
+    if flag in st.session_state and (not arrived or arrived == st.session_state.get(published)):
         return
+    st.session_state[published] = arrived  # read once: a run that stops before `publish` does not read it again
     values, problems = share.read_params(st.query_params.to_dict(), schema)
     if "model" in st.query_params and values["model"] not in registry.available_models():
         problems.append(f"The link's model={share.quote(values['model'])} is not offered here; using "
@@ -192,6 +199,8 @@ def publish(page: str, schema: dict) -> None:
     """Write the page's whole state into the URL, so the address bar is a link that reproduces it."""
     current = {name: state(page, name) for name in share.defaults(schema)}
     st.query_params.from_dict(share.write_params(current))
+    # as the next run will read the address back: a widget changed since is not mistaken for a new link
+    st.session_state[f"{page}__published"] = st.query_params.to_dict()
     st.session_state[SHARED] = {k: current[k] for k in SIDEBAR}
 
 
@@ -240,6 +249,17 @@ def sidebar(page: str, schema: dict, title: str) -> Playground:
             st.text("\n".join(f"- {line}" for line in pg.cannot_show()))
     publish(page, schema)
     return pg
+
+
+def link_to(url_path: str, label: str, params: dict[str, str], *, icon: str | None = None, where=None) -> None:
+    """A link to another page of the app, opening it with `params` as its URL parameters (its whole state).
+    Where the page runs on its own (AppTest), with no other pages registered, a plain link to the same address."""
+    where = st if where is None else where
+    path = next(p for p, _, _, url in PAGES if url == url_path)
+    try:
+        where.page_link(path, label=label, icon=icon, query_params=params)
+    except StreamlitPageNotFoundError:
+        where.markdown(f"[{share.plain(label)}](/{url_path}?{urllib.parse.urlencode(params)})")
 
 
 def _backend_widgets(page: str) -> dict:

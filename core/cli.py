@@ -1,4 +1,4 @@
-"""`python -m core decode|compare|score|models|download`: the engine headless, as JSON or a table.
+"""`python -m core decode|compare|pipeline|score|models|download`: the engine headless, as JSON or a table.
 
 Flags mirror generate()'s keyword arguments and defaults, so `--num-beams 5 --no-repeat-ngram-size 2`
 gives what `model.generate(..., num_beams=5, no_repeat_ngram_size=2)` gives. Bad input prints one line
@@ -69,6 +69,11 @@ def _add_quick(sub) -> None:
     dl.add_argument("name")
 
 
+LINEUP_HELP = ("the app's line-up syntax, one run per line or separated by ';', e.g. "
+               "'greedy; beam(num_beams=5); sample(temperature=0.7,top_k=0,top_p=0.95)' "
+               "(default: the Compare page's line-up)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     # the flags come from the settings' declarations, which the strategy classes hold: importing them
     # imports torch, so `models` and `download` use _quick_parser instead
@@ -93,15 +98,19 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="a line-up of runs on one prompt, decoded as one batch")
     _common(c)
     _prompt_args(c)
-    c.add_argument("--lineup", default=None,
-                   help="the app's line-up syntax, one run per line or separated by ';', e.g. "
-                        "'greedy; beam(num_beams=5); sample(temperature=0.7,top_k=0,top_p=0.95)' "
-                        "(default: the Compare page's line-up)")
+    c.add_argument("--lineup", default=None, help=LINEUP_HELP)
     for p in (d, c):
         p.add_argument("--recipe", metavar="FILE", default=None,
                        help="also write a standalone Python script that reproduces the runs with generate()")
         p.add_argument("--html", metavar="FILE", default=None,
                        help="also write the run as one self-contained HTML page that opens offline")
+
+    pl = sub.add_parser("pipeline", help="one step of one run of a line-up: the distribution after each processor")
+    _common(pl)
+    _prompt_args(pl)
+    pl.add_argument("--lineup", default=None, help=LINEUP_HELP)
+    pl.add_argument("--run", type=int, default=0, help="which run of the line-up, counted from 0")
+    pl.add_argument("--step", type=int, default=0, help="which step of the run, counted from 0 (the first new token)")
 
     s = sub.add_parser("score", help="per-token log-prob, rank and surprisal of a given text")
     _common(s)
@@ -182,9 +191,7 @@ def _run(args) -> int:
         for name, status in registry.model_statuses().items():
             print(f"{name:<28}{status}")
         return 0
-    from core.decoding import lineup as lineup_syntax
     from core.backends import open_playground
-    from core.playground import default_lineup
 
     if args.command == "download":
         print(registry.download(args.name))
@@ -195,13 +202,12 @@ def _run(args) -> int:
         result = pg.score(args.text)
         print(json.dumps(result.to_dict(), ensure_ascii=False) if args.json else _score_table(result))
         return 0
+    if args.command == "pipeline":
+        return run_pipeline(pg, args)
     if args.command == "decode":
         runs = [settings_from_args(args)]
-    elif args.lineup is not None:
-        runs = lineup_syntax.parse_lineup(args.lineup, max_new_tokens=args.max_new_tokens, seed=args.seed)
-        lineup_syntax.validate_lineup(runs, pg.check)
     else:
-        runs = default_lineup(args.max_new_tokens, args.seed)
+        runs = _lineup(args, pg)
     result = pg.compare(args.prompt, runs, truncate=args.truncate, top_n=args.top_n)
     for notice in result.notices:
         print(f"note: {notice}", file=sys.stderr)
@@ -219,6 +225,42 @@ def _run(args) -> int:
             _write(args.html, html_export.export_html(result, rec, snippet, page=page))
     print(result.to_json() if args.json else _table(result))
     return 0
+
+
+def _lineup(args, pg):
+    from core.decoding import lineup as lineup_syntax
+    from core.playground import default_lineup
+
+    if args.lineup is None:
+        return default_lineup(args.max_new_tokens, args.seed)
+    runs = lineup_syntax.parse_lineup(args.lineup, max_new_tokens=args.max_new_tokens, seed=args.seed)
+    lineup_syntax.validate_lineup(runs, pg.check)
+    return runs
+
+
+def run_pipeline(pg, args) -> int:
+    from core.pipeline import pipeline_at
+
+    runs = _lineup(args, pg)
+    if not args.truncate:  # refuse a prompt that does not fit before decoding anything
+        pg.encode_prompt(args.prompt, max(s.max_new_tokens for s in runs), truncate=False)
+    view = pipeline_at(pg, args.prompt, runs, args.run, args.step, top_n=args.top_n)
+    print(json.dumps(view.to_dict(), ensure_ascii=False) if args.json else _pipeline_table(view))
+    return 0
+
+
+def _pipeline_table(view) -> str:
+    lines = [f"model {view.model}; run {view.run} ({view.run_name}), step {view.step} of {view.steps}: it chose "
+             f"{view.token!r} (id {view.token_id}); the processors transform {view.scores}; shown: {view.sequence}",
+             f"{'stage':<22}{'kept':>8}{'entropy':>9}{'chosen p':>10}{'rank':>7}  what it did; top tokens"]
+    for st in view.stages:
+        tops = ", ".join(f"{t.token!r} {t.prob:.1%}" for t in st.top[:3])
+        listed = f": {', '.join(repr(t) for t in st.changed_tokens[:5])}" if st.changed_tokens else ""
+        lines.append(f"{st.name:<22}{st.kept:>8,}{st.entropy:>9.3f}{st.chosen_prob:>10.2%}{st.chosen_rank:>7}  "
+                     f"{st.did}{listed}; {tops}")
+    if view.not_applied:
+        lines.append("not applied in this run: " + ", ".join(view.not_applied))
+    return "\n".join(lines)
 
 
 def _write(path: str, text: str) -> None:

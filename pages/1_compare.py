@@ -2,11 +2,12 @@
 
 import streamlit as st
 
-from ui import PRESETS, decode, distribution_toggle, fail, sidebar, state, warn
+from ui import PRESETS, decode, distribution_toggle, fail, is_remote, link_to, sidebar, state, warn
 from core.views import charts
 from core.views import markup
 from core.views import tables
 from core.views import html_export
+from core.views import pipeline_view
 from core.views import recipe
 from core.decoding import lineup as lineup_syntax
 from core.errors import PlaygroundError
@@ -48,7 +49,7 @@ st.html(markup.probability_legend_html(shown))
 st.caption(f"Sampling run *i* of the line-up draws from its own random stream, seeded with the sidebar's seed "
            f"+ *i* (seed {state(PAGE, 'seed')} here), so the link and the recipe reproduce every run. "
            "Hover a token for its alternatives and what the strategy cut.")
-for run in result.runs:
+for i, run in enumerate(result.runs):
     f = run.best.figures()
     name_col, text_col = st.columns([1, 4], vertical_alignment="top")
     with name_col:
@@ -58,6 +59,10 @@ for run in result.runs:
         st.caption(f"log-prob **{f.sequence_logprob:.2f}** raw · "
                    f"**{markup.or_na(f.processed_sequence_logprob, '{:.2f}')}** "
                    f"{processed} · {FINISH_REASONS[run.best.finish_reason]}")
+        if run.best.steps and not is_remote(pg):
+            link_to("pipeline", "Its pipeline, step by step", pipeline_view.link_params(
+                prompt=state(PAGE, "prompt"), lineup=state(PAGE, "lineup"), run=i, step=0, model=state(PAGE, "model"),
+                seed=state(PAGE, "seed"), max_new_tokens=state(PAGE, "max_new_tokens")), icon=":material/filter_alt:")
     with text_col:
         st.html(markup.tokens_html(run.best, shown))
 

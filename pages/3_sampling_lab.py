@@ -3,11 +3,13 @@
 import numpy as np
 import streamlit as st
 
-from ui import PRESETS, bounded, cuts_known, decode, local_only, remember, setting, sidebar, state
+from ui import PRESETS, bounded, cuts_known, decode, link_to, local_only, remember, setting, sidebar, state
 from core.views import charts
 from core.views import markup
 from core.views import tokens
 from core.views import internals
+from core.views import pipeline_view
+from core.decoding import lineup as lineup_syntax
 from core.decoding.settings import DecodeSettings
 from core.views.share import Param
 
@@ -69,6 +71,9 @@ if local:
     left.plotly_chart(charts.cumulative_figure(at, f"Step {step}: the distributions the cuts saw"),
                       key=f"{PAGE}_cumulative")
 s = seq.steps[step]
+link_to("pipeline", f"Step {step}'s whole pipeline, stage by stage", pipeline_view.link_params(
+    prompt=state(PAGE, "prompt"), lineup=lineup_syntax.run_spec(settings), run=0, step=step, model=state(PAGE, "model"),
+    seed=state(PAGE, "seed"), max_new_tokens=state(PAGE, "max_new_tokens")), icon=":material/filter_alt:", where=right)
 if cuts_known(pg):
     kept = ", then ".join(f"{name} kept {count:,}" for name, count in s.kept.items()) or "nothing was cut"
 else:

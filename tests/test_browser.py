@@ -25,15 +25,18 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"]
-PAGES = ["compare", "step_through", "sampling_lab", "beam_search", "models_and_tokens", "score_a_text", "report"]
+PAGES = ["compare", "step_through", "sampling_lab", "beam_search", "models_and_tokens", "score_a_text", "report",
+         "pipeline"]
 # what each page shows last, and how many: the page has finished when they are all there
 READY = {"step_through": ('[data-testid="stDataFrame"]', 1), "sampling_lab": (".js-plotly-plot", 4),
          "beam_search": (".js-plotly-plot", 1), "models_and_tokens": (".js-plotly-plot", 1),
-         "score_a_text": ('[data-testid="stDataFrame"]', 1), "report": (".js-plotly-plot", 2)}
+         "score_a_text": ('[data-testid="stDataFrame"]', 1), "report": (".js-plotly-plot", 2),
+         "pipeline": (".js-plotly-plot", 2)}
 # the download buttons of the other pages, and the expander each sits in (None: on the page itself)
 DOWNLOADS = {"step_through": (None, ["Download as one HTML page"]),
              "beam_search": (None, ["Download this page as one HTML file"]),
-             "report": ("Export", ["CSV (the table)", "JSON (figures and samples)"])}
+             "report": ("Export", ["CSV (the table)", "JSON (figures and samples)"]),
+             "pipeline": (None, ["JSON"])}
 LINEUP = ["greedy", "beam 5", "beam 5 + no-repeat 2", "temperature 0.5", "temperature 1.0", "temperature 2.0",
           "top-k 50", "top-p 0.9"]
 
@@ -237,4 +240,30 @@ def test_other_pages_render_in_a_real_browser(server, browser, path, tmp_path):
         if expander:
             page.get_by_text(expander, exact=True).click()
         download(page, buttons, tmp_path)
+    page.close()
+
+
+def test_a_compare_row_opens_its_pipeline_in_the_same_session(server, browser):
+    """Compare's links carry the run's whole state into the pipeline page, also when this session has shown that
+    page before with other values (a link then replaces them)."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    lineup = quote("greedy\nsample(repetition_penalty=1.3,top_k=20,top_p=0.9)")
+    page.goto(f"{server}/compare?max_new_tokens=12&prompt=Romeo.%0A&seed=4&lineup={lineup}")
+    settled(page)
+    links = page.get_by_text("Its pipeline, step by step")
+    assert links.count() == 2
+    links.nth(1).click()
+    settled(page)
+    assert_clean(page)
+    assert page.get_by_role("heading", name="The pipeline, stage by stage").count() == 1
+    assert page.get_by_text("Run 1: top-k 20, top-p 0.9 + repetition penalty 1.3 · step 0 of 12").count() == 1
+    cells = page.locator("table.dp-table tbody tr td:nth-child(3)").all_inner_texts()
+    assert cells == ["raw", "repetition_penalty", "top_k", "top_p"]
+    assert "run=1" in page.url and "seed=4" in page.url
+    page.locator('[data-testid="stSidebar"]').get_by_text("Compare", exact=True).click()
+    settled(page)
+    page.get_by_text("Its pipeline, step by step").first.click()  # the greedy row, into the page seen before
+    settled(page)
+    assert page.get_by_text("Run 0: greedy · step 0 of 12").count() == 1
+    assert page.locator("table.dp-table tbody tr td:nth-child(3)").all_inner_texts() == ["raw"]
     page.close()

@@ -27,12 +27,14 @@ PAGES = {  # each page with a cheap state; the branch on Step through puts a sec
     "pages/5_models_and_tokens.py": {},
     "pages/6_score_a_text.py": {},
     "pages/7_report.py": {"max_new_tokens": 6, "samples": 2},
+    "pages/8_pipeline.py": {"max_new_tokens": 6, "run": 3, "step": 2},
 }
 EXPORTS = {  # what the pages offer today: each must be found (any other download is searched too)
     "pages/1_compare.py": {"JSON", "CSV", "Markdown", "HTML page", "Recipe"},
     "pages/2_step_through.py": {"Download as one HTML page"},
     "pages/4_beam_search.py": {"Download this page as one HTML file"},
     "pages/7_report.py": {"CSV (the table)", "JSON (figures and samples)"},
+    "pages/8_pipeline.py": {"JSON"},
 }
 
 

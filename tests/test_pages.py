@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGES = {
     "compare": "pages/1_compare.py", "step": "pages/2_step_through.py", "lab": "pages/3_sampling_lab.py",
     "beam": "pages/4_beam_search.py", "anatomy": "pages/5_models_and_tokens.py", "score": "pages/6_score_a_text.py", "report": "pages/7_report.py",
+    "pipeline": "pages/8_pipeline.py",
 }
 
 
@@ -176,3 +177,49 @@ def test_beam_page_draws_one_tree_per_group_for_diverse_beam_search():
     assert any("2 groups" in h.value for h in at.subheader)
     at = page("beam", max_new_tokens=8, num_beams=5, num_beam_groups=2)  # 2 does not divide 5: one group
     assert not at.exception and len(at.tabs) == 0 and at.select_slider(key="beam_num_beam_groups").value == 1
+
+
+def test_pipeline_page_shows_each_stage_as_the_run_applied_it():
+    """The stages' names in generate()'s order and their kept counts, as core computes them for that step; the
+    address reproduces the page."""
+    from core.pipeline import pipeline_at
+    from core.decoding.settings import DecodeSettings
+    from core.playground import Playground
+
+    lineup = "greedy\nsample(repetition_penalty=1.3,top_k=20,top_p=0.9)"
+    at = page("pipeline", max_new_tokens=8, prompt="Romeo.\n", lineup=lineup, run=1, step=5, seed=4)
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    table = next(h.value for h in at.get("html") if "dp-table" in h.value)
+    rows = re.findall(r"<tr>(.*?)</tr>", table)[1:]
+    cells = [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in rows]
+    assert [c[2] for c in cells] == ["raw", "repetition_penalty", "top_k", "top_p"]
+    pg = Playground.load("shakespeare-gpt2", device="cpu")
+    runs = [DecodeSettings("greedy", max_new_tokens=8, seed=4),
+            DecodeSettings("sample", repetition_penalty=1.3, top_k=20, top_p=0.9, max_new_tokens=8, seed=5)]
+    view = pipeline_at(pg, "Romeo.\n", runs, 1, 5)
+    assert [int(c[4]) for c in cells] == [st.kept for st in view.stages] and int(cells[2][4]) == 20
+    assert [c[1] for c in cells] == ["raw", "repetition penalty 1.3", "top-k 20", "top-p 0.9"]
+    assert "Run 1: top-k 20, top-p 0.9 + repetition penalty 1.3 · step 5 of 8" in [h.value for h in at.subheader]
+    assert len(at.get("plotly_chart")) == 2
+    params = dict(at.query_params)
+    assert (params["run"], params["step"], params["seed"], params["lineup"]) == ("1", "5", "4", lineup)
+    again = page("pipeline", **params)
+    assert next(h.value for h in again.get("html") if "dp-table" in h.value) == table
+
+
+def test_compare_rows_and_the_sampling_lab_link_to_the_pipeline():
+    from urllib.parse import parse_qs, urlparse
+
+    at = page("compare", max_new_tokens=4, prompt="Romeo.\n", lineup="greedy\nsample(top_k=5)", seed=7)
+    links = [m.value for m in at.markdown if "/pipeline?" in m.value]
+    assert len(links) == 2  # one per row, each with the whole state the pipeline page needs
+    query = {k: v[0] for k, v in parse_qs(urlparse(re.search(r"\((/pipeline\?[^)]*)\)", links[1]).group(1)).query).items()}
+    assert query == {"prompt": "Romeo.\n", "lineup": "greedy\nsample(top_k=5)", "run": "1", "step": "0",
+                     "model": "shakespeare-gpt2", "seed": "7", "max_new_tokens": "4"}
+    there = page("pipeline", **query)
+    assert not there.exception and not there.error and not there.warning
+    assert [h.value for h in there.subheader] == ["Run 1: top-k 5 · step 0 of 4"]
+    lab = page("lab", max_new_tokens=4, step=2, top_k=0, top_p=0.8, seed=3)
+    link = next(m.value for m in lab.markdown if "/pipeline?" in m.value)
+    query = {k: v[0] for k, v in parse_qs(urlparse(re.search(r"\((/pipeline\?[^)]*)\)", link).group(1)).query).items()}
+    assert (query["lineup"], query["run"], query["step"], query["seed"]) == ("sample(top_k=0,top_p=0.8)", "0", "2", "3")

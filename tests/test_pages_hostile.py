@@ -52,6 +52,12 @@ def test_every_parameter_of_every_page_survives_hostile_values(name):
     ("compare", {"lineup": "beam(num_beams=2,length_penalty=250)"}, "length_penalty"),
     ("compare", {"lineup": "greedy;" * 40}, "at most 16 runs"),
     ("compare", {"lineup": "beam(num_beams=500)"}, "at most 64"),
+    ("pipeline", {"run": "99"}, "run='99' is outside 0 to 15"),
+    ("pipeline", {"lineup": "greedy\ngreedy", "run": "5"}, "run=5 is outside 0 to 1 here"),
+    ("pipeline", {"step": "1000000"}, "step='1000000' is outside"),
+    ("pipeline", {"step": "-3"}, "step='-3' is outside"),
+    ("pipeline", {"lineup": "greedy", "step": "50"}, "step=50 is outside 0 to 5 here"),
+    ("pipeline", {"lineup": "beam(num_beams=4,num_beam_groups=2,diversity_penalty=1)"}, "diverse beam search"),
 ])
 def test_the_reported_links_get_one_sentence(name, params, fragment):
     at = page(name, max_new_tokens=6, **params)

@@ -29,9 +29,9 @@ PAGE_DEFAULTS = {("lab", "top_p"): 0.9, ("beam", "num_beams"): 5, ("beam", "no_r
 COMFORT = {("lab", "temperature"), ("lab", "top_p"), ("beam", "length_penalty"), ("beam", "no_repeat_ngram_size"),
            ("beam", "diversity_penalty")}
 # widgets that stand for no decoding setting: a step of the run, a layer or head of the model, a step to
-# branch at, the report's samples per strategy (its own limit)
+# branch at, the report's samples per strategy (its own limit), the pipeline's step
 NOT_SETTINGS = {("lab", "step"), ("anatomy", "layer"), ("anatomy", "head"), ("step", "branch_step"),
-                ("report", "samples")}
+                ("report", "samples"), ("pipeline", "step")}
 
 
 @pytest.fixture(scope="module")
