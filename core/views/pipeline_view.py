@@ -3,9 +3,8 @@ figures, the text up to the step, and the link that opens the page at a run and 
 
 from __future__ import annotations
 
-import html
-
 import plotly.graph_objects as go
+from markupsafe import Markup
 from plotly.subplots import make_subplots
 
 from core.pipeline import RAW, Pipeline
@@ -13,10 +12,13 @@ from core.views.charts import layout
 from core.views.colours import RUN_COLOURS
 from core.views.markup import _style
 from core.views.share import write_params
+from core.views.templating import macros
 from core.views.tokens import plotly_text, visible
 
 TRACED_TOKENS = 8  # tokens followed through the stages in the figure
 LISTED = 5  # tokens a table cell names
+CONTEXT_CSS = "mark.dp-chosen-here{background:#ffe08a;color:#111;font-weight:600}"
+_HTML = macros("pipeline.html.j2")
 
 
 def _pct(p: float) -> str:
@@ -91,13 +93,10 @@ def kept_figure(view: Pipeline) -> go.Figure:
     return fig
 
 
-def context_html(text_before: str, token: str) -> str:
-    """The text the model saw at the step (prompt and path so far), then the token it chose, marked."""
-    shown = html.escape(text_before[-600:]).replace("\n", "↵\n")
-    mark = html.escape(token).replace("\n", "↵\n")
-    cut = "…" if len(text_before) > 600 else ""
-    return (f'{_style()}<div class="dp-prompt">{cut}{shown}<mark style="background:#ffe08a;color:#111;'
-            f'font-weight:600">{mark}</mark></div>')
+def context_html(text_before: str, token: str, *, chars: int = 600) -> Markup:
+    """The text the model saw at the step (its last `chars` characters), then the token it chose, marked."""
+    return _HTML.context(Markup(f"{_style()}<style>{CONTEXT_CSS}</style>"), text_before[-chars:], token,
+                         len(text_before) > chars)
 
 
 def link_params(*, prompt: str, lineup: str, run: int, step: int, model: str, seed: int, max_new_tokens: int) -> dict:
