@@ -352,6 +352,23 @@ def decode_report(pg: Playground, prompts: list, runs: list[DecodeSettings], hel
 
     key = (pg.fingerprint(), "report", tuple(prompts), lineup_syntax.lineup_spec(runs),
            tuple(s.seed for s in runs), tuple(s.max_new_tokens for s in runs), tuple(s.rows for s in runs))
+    return _report_work(pg, key, lambda on_step: report.make_report(pg, prompts, runs, human=heldout,
+                                                                     on_step=on_step))
+
+
+def decode_sweep(pg: Playground, prompts: list, base: list[DecodeSettings], sweeps: list, heldout: list):
+    """The Report's sweeps, shared and queued as `decode` is; None after showing why they could not run."""
+    from core import report
+
+    key = (pg.fingerprint(), "sweep", tuple(prompts), lineup_syntax.lineup_spec(base),
+           tuple(s.seed for s in base), tuple(s.max_new_tokens for s in base), tuple(s.rows for s in base),
+           tuple(sweeps))
+    return _report_work(pg, key, lambda on_step: report.make_sweep(pg, prompts, base, sweeps, human=heldout,
+                                                                    on_step=on_step))
+
+
+def _report_work(pg: Playground, key: tuple, make):
+    """`make(on_step)` computed once per key in the process, in this visitor's turn, with its progress."""
     progress = st.empty()
 
     def on_step(done: int, total: int, texts: list[str]) -> None:
@@ -360,8 +377,7 @@ def decode_report(pg: Playground, prompts: list, runs: list[DecodeSettings], hel
             progress.progress(min(1.0, done / total), text=share.plain(f"step {done} of {total}: {texts[-1][-60:]}"))
 
     try:
-        return remember(key, lambda: in_turn(pg, lambda: report.make_report(pg, prompts, runs, human=heldout,
-                                                                            on_step=on_step), progress))
+        return remember(key, lambda: in_turn(pg, lambda: make(on_step), progress))
     except PlaygroundError as exc:
         fail(str(exc))
         return None

@@ -290,7 +290,15 @@ def add_report_parser(subparsers) -> argparse.ArgumentParser:
                    help=f"samples per sampling strategy (1-{limits.MAX_SAMPLES})")
     r.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
     r.add_argument("--seed", type=int, default=0, help="run i of the line-up draws from seed + i")
-    r.add_argument("--lineup", default=report.DEFAULT_LINEUP, help="the app's line-up syntax, runs separated by ;")
+    r.add_argument("--lineup", default=None,
+                   help="the app's line-up syntax, runs separated by ; (default: the paper's rows; with --sweep, "
+                        f"the base runs, default {report.DEFAULT_BASE}: pure sampling)")
+    r.add_argument("--sweep", action="append", default=None, metavar="KNOB=START:STOP:COUNT",
+                   help="sweep a setting over COUNT evenly spaced values (or KNOB=V1,V2,...) on each base run, N "
+                        "samples per point, instead of the line-up report (repeatable, one knob each; "
+                        "e.g. top_p=0.5:1.0:6)")
+    r.add_argument("--csv", metavar="FILE", default=None, help="also write the table (one row per strategy or "
+                                                                "point, the human row last) as CSV")
     r.add_argument("--human-file", default=str(report.HUMAN_FILE), help="human passages (JSON lines: prompt, continuation)")
     r.add_argument("--human-count", type=int, default=None,
                    help="human passages scored (default: as many as samples per sampling strategy x prompts)")
@@ -314,7 +322,10 @@ def run_report(args) -> int:
     from core.backends import open_playground
     from core.models import registry
 
-    runs = report.report_lineup(args.lineup, samples=args.samples, max_new_tokens=args.max_new_tokens, seed=args.seed)
+    if args.sweep:
+        return run_sweep(args)
+    runs = report.report_lineup(args.lineup if args.lineup is not None else report.DEFAULT_LINEUP,
+                                samples=args.samples, max_new_tokens=args.max_new_tokens, seed=args.seed)
     prompts = prompts_from_args(args)
     report.check_request(prompts, runs, args.human_count)
     heldout = report.load_passages(args.human_file) if args.human_count != 0 else []
@@ -323,7 +334,32 @@ def run_report(args) -> int:
     result = report.make_report(pg, prompts, runs, human=heldout, human_count=args.human_count)
     for notice in result.notices:
         print(f"note: {notice}", file=sys.stderr)
+    if args.csv:
+        _write(args.csv, result.to_csv())
     print(result.to_json() if args.json else format_table(result))
+    return 0
+
+
+def run_sweep(args) -> int:
+    """`report --sweep ...`: the sweeps and base runs checked before the model loads, then against it."""
+    from core import report
+    from core.backends import open_playground
+    from core.models import registry
+
+    specs = report.parse_sweeps(args.sweep)
+    base = report.base_runs(args.lineup, samples=args.samples, max_new_tokens=args.max_new_tokens, seed=args.seed)
+    prompts = prompts_from_args(args)
+    report.check_prompts(prompts, args.human_count)
+    report.sweep.check_budget(prompts, report.sweep.sweep_points(base, specs))
+    heldout = report.load_passages(args.human_file) if args.human_count != 0 else []
+    pg = open_playground(args.model or registry.default_model(), backend=args.backend, server=args.server,
+                         device=args.device, allow_paths=True, full_vocabulary=args.full_vocabulary)
+    result = report.make_sweep(pg, prompts, base, specs, human=heldout, human_count=args.human_count)
+    for notice in result.notices:
+        print(f"note: {notice}", file=sys.stderr)
+    if args.csv:
+        _write(args.csv, result.to_csv())
+    print(result.to_json() if args.json else format_sweep_table(result))
     return 0
 
 
@@ -334,23 +370,46 @@ def _cell(s, digits: int = 2, percent: bool = False) -> str:
     return f(s.mean) + (f" [{f(s.low)}, {f(s.high)}]" if s.low is not None else "")
 
 
+FIGURE_HEAD = ["perplexity", "Self-BLEU-4", "Zipf", "repetition", "distinct-2", "length", "n"]
+
+
+def _figure_cells(r) -> list[str]:
+    m = r.metrics
+    return [_cell(m["perplexity"], 1), _cell(m["self_bleu4"], 3), _cell(m["zipf"], 2),
+            _cell(m["repetition_rate"], percent=True), _cell(m["distinct_2"], 2), _cell(m["mean_length"], 1),
+            str(len(r.samples))]
+
+
+def _columns(head: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(x[i]) for x in [head] + rows) for i in range(len(head))]
+    return ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in [head] + rows]
+
+
 def format_table(result) -> str:
+    """The table the command line prints: one row per strategy, the human row last and marked."""
     from core import report
 
-    """The table the command line prints: one row per strategy, the human row last and marked."""
-    head = ["strategy", "perplexity", "Self-BLEU-4", "Zipf", "repetition", "distinct-2", "length", "n"]
-    rows = []
-    for r in result.rows:
-        m = r.metrics
-        rows.append([("* " if r.is_human else "  ") + r.name, _cell(m["perplexity"], 1), _cell(m["self_bleu4"], 3),
-                     _cell(m["zipf"], 2), _cell(m["repetition_rate"], percent=True), _cell(m["distinct_2"], 2),
-                     _cell(m["mean_length"], 1), str(len(r.samples))])
-    widths = [max(len(x[i]) for x in [head] + rows) for i in range(len(head))]
+    rows = [[("* " if r.is_human else "  ") + r.name, *_figure_cells(r)] for r in result.rows]
     lines = [f"model {result.model} on {result.device}; {len(result.prompts)} prompt(s), "
              f"{result.samples_per_strategy} samples per sampling strategy, {result.max_new_tokens} new tokens, "
-             f"seed {result.seed} (run i: seed + i); {result.seconds:.1f}s",
-             "  ".join(h.ljust(w) for h, w in zip(head, widths))]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
+             f"seed {result.seed} (run i: seed + i); {result.seconds:.1f}s"]
+    lines += _columns(["strategy", *FIGURE_HEAD], rows)
     lines.append("mean [95% bootstrap interval]; * = human text. Rules:")
     lines += [f"  {k}: {v}" for k, v in report.RULES.items()]
+    return "\n".join(lines)
+
+
+def format_sweep_table(result) -> str:
+    """One row per point (knob, base run, value), the human row last and marked."""
+    from core import report
+    rows = [["  " + p.knob, p.method, report.sweep.value_label(p.value), *_figure_cells(p.report)]
+            for p in result.points]
+    if result.human is not None:
+        rows.append(["* human text", "", "", *_figure_cells(result.human)])
+    lines = [f"model {result.model} on {result.device}; {len(result.prompts)} prompt(s), "
+             f"{result.samples_per_point} samples per point, {result.max_new_tokens} new tokens, seed {result.seed}; "
+             f"{len(result.points)} points in {result.batches} batch(es) per prompt; {result.seconds:.1f}s"]
+    lines += _columns(["knob", "base run", "value", *FIGURE_HEAD], rows)
+    lines.append("mean [95% bootstrap interval]; * = human text. Rules:")
+    lines += [f"  {k}: {v}" for k, v in {**report.RULES, **report.sweep.SWEEP_RULES}.items()]
     return "\n".join(lines)

@@ -24,6 +24,8 @@ MAX_APP_NEW_TOKENS = 200  # new tokens per run in the app (the command line: up 
 MAX_BEAM_PAGE_BEAMS = 10  # num_beams on the Beam search page, which draws every candidate (2 x num_beams
 # a step) and lists every hypothesis; a line-up on Compare may use more (up to MAX_ROWS)
 MAX_REPORT_ROWS = 512  # a report is many samples at once: the default one (9 runs, N = 20) has 131 rows
+MAX_SWEEP_POINTS = 48  # points of a report's sweeps in all (values x base runs): a batch of a sweep may hold
+# this many runs, so the points go in one batch per prompt while their rows fit MAX_REPORT_ROWS
 CPU_BUDGET = 2.6e11  # rows x new tokens x parameters
 GPU_FACTOR = 20
 
@@ -40,12 +42,13 @@ def budget(device_type: str) -> float:
 
 
 def check_request(*, runs: int, rows: int, new_tokens: int, parameters: int, device_type: str,
-                  prompts: int = 1, max_rows: int = MAX_ROWS) -> None:
+                  prompts: int = 1, max_rows: int = MAX_ROWS, max_runs: int = MAX_RUNS) -> None:
     """Refuse, in one sentence that names the limit, a request that would cost more than the budget.
 
-    `prompts` > 1: the same runs on that many prompts, one after another (a report)."""
-    if runs > MAX_RUNS:
-        raise InvalidSetting(f"A line-up may have at most {MAX_RUNS} runs; this one has {runs}.")
+    `prompts` > 1: the same runs on that many prompts, one after another (a report). `max_runs`: a sweep's
+    batch holds its points as runs, more than a line-up may have."""
+    if runs > max_runs:
+        raise InvalidSetting(f"A line-up may have at most {max_runs} runs; this one has {runs}.")
     if rows > max_rows:
         raise InvalidSetting(
             f"These runs need {rows} batch rows (beams and samples added up) but one request may use at most "

@@ -158,7 +158,8 @@ class Playground:
     # decoding ----------------------------------------------------------------------------------
     def compare(self, prompt: str, runs: list[DecodeSettings], *, truncate: bool = True, top_n: int = 10,
                 keep_distributions: bool = False, forced_ids: list[int] | None = None,
-                continuation: list[int] | None = None, on_step=None, max_rows: int = limits.MAX_ROWS) -> DecodeResult:
+                continuation: list[int] | None = None, on_step=None, max_rows: int = limits.MAX_ROWS,
+                max_runs: int = limits.MAX_RUNS) -> DecodeResult:
         """Decode every run on one prompt, as one batch after a single prefill.
 
         `continuation` ids are appended to the prompt's ids as they are (not re-tokenized), so a
@@ -180,7 +181,8 @@ class Playground:
             if bad:
                 raise InvalidSetting(f"forced_ids must be token ids below {self.facts.vocab_size}, got {bad[0]!r}.")
         limits.check_request(runs=len(runs), rows=sum(s.rows for s in runs), new_tokens=longest,
-                             parameters=self.parameters, device_type=self.device_type, max_rows=max_rows)
+                             parameters=self.parameters, device_type=self.device_type, max_rows=max_rows,
+                             max_runs=max_runs)
         ids, notices = self.encode_prompt(prompt, longest + len(continuation or []), truncate=truncate)
         ids = ids + list(continuation or [])
         started = time.perf_counter()

@@ -52,6 +52,31 @@ def test_lineup_parser_is_one_sentence_or_settings(text):
     assert all(isinstance(r, DecodeSettings) for r in runs) and len(runs) <= limits.MAX_RUNS
 
 
+SWEEP_HEADS = st.sampled_from(["top_p=", "temperature=", "top_k=", "min_p=", "eta_cutoff=", "seed=", "wibble=",
+                                "top_p=0.5:", "top_k=0:", "top_p=0.1,", "=", ""])
+
+
+@given(text=st.one_of(NASTY, st.builds(lambda head, tail: head + tail, SWEEP_HEADS, NASTY)))
+@hsettings(max_examples=300, deadline=None)
+def test_sweep_parser_is_one_sentence_or_values_in_the_knobs_range(text):
+    from core.report import sweep
+
+    try:
+        spec = sweep.parse_sweep(text)
+    except InvalidSetting as exc:
+        assert "\n" not in str(exc) and len(str(exc)) < 700
+        return
+    assert spec.knob in sweep.sweepable() and 1 <= len(spec.values) <= sweep.MAX_VALUES
+    assert len(set(spec.values)) == len(spec.values)
+    k = sweep.KNOBS[spec.knob]
+    for value in spec.values:  # within the knob's declared range (a bound that is a model fact: at decode time)
+        assert isinstance(value, int if k.kind == "int" else float) and math.isfinite(value)
+        if not isinstance(k.low, str):
+            assert value > k.low if k.open_low else value >= k.low
+        if not isinstance(k.high, str):
+            assert value < k.high if k.open_high else value <= k.high
+
+
 @given(text=NASTY, steps=st.integers(0, 200))
 @hsettings(max_examples=300, deadline=None)
 def test_branch_parser_keeps_only_valid_branches(text, steps):

@@ -16,8 +16,12 @@ Human text gets the same figures: held-out passages that ship in `assets/human/`
 continuation scored given its own prompt, exactly as generated continuations are, so the perplexities
 compare. The command line (`python -m core report`, in core/cli.py) and the Report page both call `make_report`.
 
+Sweeps (`sweep`): one knob over a range of values on a base run (pure sampling by default), N samples
+per point, every point with the same figures and intervals, beside the same human text; all points are
+decoded together, one batch per prompt while their rows fit.
+
 The parts: `metrics` (the figures on fixed texts), `human` (the held-out passages and their scoring),
-`run` (decoding and putting the report together).
+`run` (decoding and putting the report together), `sweep` (sweeps).
 """
 
 from core.report.human import (HUMAN_FILE, Passage, build_heldout_passages, human_passages, load_passages,
@@ -25,6 +29,8 @@ from core.report.human import (HUMAN_FILE, Passage, build_heldout_passages, huma
 from core.report.metrics import (METRICS, RULES, TABLE_METRICS, Sample, Spread, StrategyReport, ends_in_loop,
                                  measure, rank_frequency, repeated_share, self_bleu4, zipf_coefficient)
 from core.report.run import (DEFAULT_LINEUP, DEFAULT_PROMPT_COUNT, DEFAULT_SAMPLES,
-                             MAX_HUMAN, MAX_PROMPTS, ROW_TOKEN_BUDGET, Figure1, Report, as_written,
-                             check_request, check_samples, decode_prompt, make_report, prompt_seeds, report_lineup,
-                             run_name)
+                             MAX_HUMAN, MAX_PROMPTS, ROW_TOKEN_BUDGET, Figure1, Report, as_written, check_prompts,
+                             check_request, check_samples, decode_prompt, human_report, make_report, prompt_seeds,
+                             report_lineup, run_name)
+from core.report.sweep import (DEFAULT_BASE, Sweep, SweepPoint, SweepReport, SweepSpec, base_runs, check_sweep,
+                               make_sweep, parse_sweep, parse_sweep_lines, parse_sweeps, sweepable)

@@ -109,6 +109,19 @@ def check_samples(samples) -> None:
 
 def check_request(prompts: list[Passage], runs: list[DecodeSettings], human_count: int | None = None) -> None:
     """Refuse, in one sentence naming the limit, a report that is empty or over its budget."""
+    check_prompts(prompts, human_count)
+    rows = sum(s.rows for s in runs)
+    tokens = max(s.max_new_tokens for s in runs)
+    cost = rows * tokens * len(prompts)
+    if cost > ROW_TOKEN_BUDGET:
+        raise InvalidSetting(
+            f"This report needs {rows} rows x {tokens} new tokens x {len(prompts)} prompt(s) = {cost:,} row-tokens "
+            f"but a report may use at most {ROW_TOKEN_BUDGET:,}; lower the samples per strategy, max new tokens, "
+            "the number of prompts or of runs.")
+
+
+def check_prompts(prompts: list[Passage], human_count: int | None = None) -> None:
+    """Refuse, in one sentence, no prompt, too many, an empty one, or a human count out of range."""
     if not prompts:
         raise InvalidSetting("There is no prompt: type some text for the model to continue.")
     if len(prompts) > MAX_PROMPTS:
@@ -120,20 +133,13 @@ def check_request(prompts: list[Passage], runs: list[DecodeSettings], human_coun
     if human_count is not None and (isinstance(human_count, bool) or not isinstance(human_count, int)
                                     or not 0 <= human_count <= MAX_HUMAN):
         raise InvalidSetting(f"Human passages must be a whole number from 0 to {MAX_HUMAN}, got {human_count!r}.")
-    rows = sum(s.rows for s in runs)
-    tokens = max(s.max_new_tokens for s in runs)
-    cost = rows * tokens * len(prompts)
-    if cost > ROW_TOKEN_BUDGET:
-        raise InvalidSetting(
-            f"This report needs {rows} rows x {tokens} new tokens x {len(prompts)} prompt(s) = {cost:,} row-tokens "
-            f"but a report may use at most {ROW_TOKEN_BUDGET:,}; lower the samples per strategy, max new tokens, "
-            "the number of prompts or of runs.")
 
 
-def decode_prompt(pg, prompt: str, runs: list[DecodeSettings], on_step=None):
+def decode_prompt(pg, prompt: str, runs: list[DecodeSettings], on_step=None, max_runs: int = limits.MAX_RUNS):
     """All runs on one prompt as one batch after one prefill. A report has more rows than an
-    interactive request (N per sampling run), so it asks for the report's row limit."""
-    result = pg.compare(prompt, runs, top_n=1, on_step=on_step, max_rows=limits.MAX_REPORT_ROWS)
+    interactive request (N per sampling run), so it asks for the report's row limit (and a sweep,
+    whose points are runs, for more runs than a line-up)."""
+    result = pg.compare(prompt, runs, top_n=1, on_step=on_step, max_rows=limits.MAX_REPORT_ROWS, max_runs=max_runs)
     return result.runs, result.notices
 
 
@@ -142,14 +148,16 @@ def as_written(s: DecodeSettings) -> DecodeSettings:
     return s.replace(num_return_sequences=1) if s.do_sample else s
 
 
-def prompt_seeds(runs: list[DecodeSettings], prompt_index: int) -> list[DecodeSettings]:
+def prompt_seeds(runs: list[DecodeSettings], prompt_index: int, stride: int | None = None) -> list[DecodeSettings]:
     """Run i on prompt p draws from seed + p x len(runs) + i (prompt 0: the line-up's own seed + i), counted
-    round past MAX_SEED to 0 (`offset_seed`).
+    round past MAX_SEED to 0 (`offset_seed`). A sweep's points keep their base run's seed, so its `stride`
+    is the number of base runs.
 
     One stream per run shared by every prompt coupled the prompts' samples: the same uniforms drawn from
     similar distributions picked the same tokens, and once two samples agreed they stayed together
     (pure sampling's Self-BLEU across prompts read 0.49 against human text's 0.08)."""
-    return [s.replace(seed=offset_seed(s.seed, prompt_index * len(runs))) for s in runs]
+    step = len(runs) if stride is None else stride
+    return [s.replace(seed=offset_seed(s.seed, prompt_index * step)) for s in runs]
 
 
 def run_name(s: DecodeSettings) -> str:
@@ -186,14 +194,20 @@ def make_report(pg, prompts: list[Passage], runs: list[DecodeSettings], *, human
             per_run[k] += [Sample(pi, q.ids, q.text, q.token_logprobs, q.finish_reason) for q in trace.sequences]
     strategies = [strategy_report(run_name(s), lineup_syntax.run_spec(as_written(s)), per_run[k])
                   for k, s in enumerate(runs)]
-    heldout = human if human is not None else []
-    passages = human_passages(prompts, heldout, human_count)
-    human_samples = score_human(pg, passages, longest)
-    human_row = strategy_report("human text", HUMAN, human_samples) if human_samples else None
+    human_row, human_samples = human_report(pg, prompts, human, human_count, longest)
     figure = figure1_data(pg, prompts[0].prompt, runs, traces_of_first, human_samples)
     lineup = lineup_syntax.lineup_spec([as_written(s) for s in runs])
     return Report(pg.label, pg.device, [p.prompt for p in prompts], lineup, n, longest, runs[0].seed, strategies,
                   human_row, figure, notices, time.perf_counter() - started)
+
+
+def human_report(pg, prompts: list[Passage], heldout: list[Passage] | None, count: int,
+                 max_new_tokens: int) -> tuple[StrategyReport | None, list[Sample]]:
+    """The human row (None without passages) and its samples: `count` passages, those given with the
+    prompts first, each cut to max_new_tokens tokens and scored given its own prompt."""
+    passages = human_passages(prompts, heldout if heldout is not None else [], count)
+    samples = score_human(pg, passages, max_new_tokens)
+    return (strategy_report("human text", HUMAN, samples) if samples else None), samples
 
 
 def _progress(on_step, pg, done_before: int, total: int):
