@@ -159,6 +159,7 @@ def sweep_chart(result: SweepReport, x: str, y: str, picked: int | None = None) 
         fig.add_trace(go.Scatter(
             x=[s.mean for s in xs], y=[s.mean for s in ys], mode="lines+markers+text", name=html.escape(name),
             text=[value_label(p.value) for p in points], textposition="top center",
+            textfont=dict(color=CURVE_COLOURS[c % len(CURVE_COLOURS)]),
             marker=dict(size=9, color=CURVE_COLOURS[c % len(CURVE_COLOURS)]),
             line=dict(color=CURVE_COLOURS[c % len(CURVE_COLOURS)]),
             error_x=_errors(xs), error_y=_errors(ys), customdata=[index[id(p)] for p in points],
