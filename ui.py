@@ -55,7 +55,8 @@ VLLM_SERVERS = [u.strip() for u in os.environ.get("PLAYGROUND_VLLM_SERVERS", "")
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=3)
 def load_playground(name: str) -> Playground:
-    # one per model per process, shared by every session; nothing ever mutates it
+    # one per model per process (core.models.loaded: the same object an amateur or a comparison gets), shared
+    # by every session; nothing ever mutates it. Cached here too for the spinner, shown only while it loads.
     return Playground.load(name)
 
 
@@ -335,7 +336,7 @@ def decode(pg: Playground, prompt: str, runs: list[DecodeSettings], **kwargs) ->
                               text=share.plain(f"step {step + 1}: " + " | ".join(pg.text(i)[-40:] for i in ids[:4])))
 
     try:
-        return remember((pg.fingerprint(), *key),
+        return remember((pg.fingerprint(), pg.models_fingerprint(runs), *key),
                         lambda: in_turn(pg, lambda: pg.compare(prompt, runs, on_step=on_step, **kwargs), progress))
     except PlaygroundError as exc:
         fail(str(exc))
@@ -350,7 +351,7 @@ def decode_report(pg: Playground, prompts: list, runs: list[DecodeSettings], hel
     """The Report's decode, shared and queued as `decode` is; None after showing why it could not run."""
     from core import report
 
-    key = (pg.fingerprint(), "report", tuple(prompts), lineup_syntax.lineup_spec(runs),
+    key = (pg.fingerprint(), pg.models_fingerprint(runs), "report", tuple(prompts), lineup_syntax.lineup_spec(runs),
            tuple(s.seed for s in runs), tuple(s.max_new_tokens for s in runs), tuple(s.rows for s in runs))
     return _report_work(pg, key, lambda on_step: report.make_report(pg, prompts, runs, human=heldout,
                                                                      on_step=on_step))

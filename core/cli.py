@@ -88,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     # one flag per setting declared in core.decoding.settings, with its default and help (--num-beams defaults
     # to None: 5 for beam search, else 1)
     defaults = DecodeSettings()
-    types = {"int": int, "float": float, "optional_float": float, "bool_or_never": _bool_or_never, "choice": str}
+    types = {"int": int, "float": float, "optional_float": float, "bool_or_never": _bool_or_never, "choice": str,
+             "model": str}
     for name, knob in KNOBS.items():
         if knob.flag:
             d.add_argument("--" + name.replace("_", "-"), type=types[knob.kind], help=knob.help,

@@ -6,6 +6,9 @@ a measurement on 2 CPU cores (README, "Limits"): the default 8-run line-up on GP
 tokens x 124M parameters = 1.3e11) took 11-14 s, so the budget of 2.6e11 bounds any request at about
 half a minute there, and far less on the small shipped models. A GPU gets 20 times more.
 
+A request that uses several models (an amateur or a draft beside the model, two models on Compare)
+costs the sum over the models of their rows x new tokens x parameters.
+
 `PLAYGROUND_BUDGET` (a number of row-token-parameters) overrides the budget for a server that can
 afford more or less.
 """
@@ -13,6 +16,7 @@ afford more or less.
 from __future__ import annotations
 
 import os
+from typing import Sequence
 
 from core.errors import InvalidSetting
 
@@ -42,23 +46,28 @@ def budget(device_type: str) -> float:
 
 
 def check_request(*, runs: int, rows: int, new_tokens: int, parameters: int, device_type: str,
-                  prompts: int = 1, max_rows: int = MAX_ROWS, max_runs: int = MAX_RUNS) -> None:
+                  prompts: int = 1, max_rows: int = MAX_ROWS, max_runs: int = MAX_RUNS,
+                  others: Sequence[tuple[str, int, int]] = ()) -> None:
     """Refuse, in one sentence that names the limit, a request that would cost more than the budget.
 
     `prompts` > 1: the same runs on that many prompts, one after another (a report). `max_runs`: a sweep's
-    batch holds its points as runs, more than a line-up may have."""
+    batch holds its points as runs, more than a line-up may have. `others`: the rows the request decodes
+    (or scores) on models besides this one, as (model, rows, parameters): an amateur's or a draft's rows,
+    another model's line-up on Compare. Every model counts."""
     if runs > max_runs:
         raise InvalidSetting(f"A line-up may have at most {max_runs} runs; this one has {runs}.")
     if rows > max_rows:
         raise InvalidSetting(
             f"These runs need {rows} batch rows (beams and samples added up) but one request may use at most "
             f"{max_rows}; lower num_beams, num_return_sequences or the number of runs.")
-    cost = rows * new_tokens * parameters * prompts
+    row_parameters = rows * parameters + sum(r * p for _, r, p in others)
+    cost = row_parameters * new_tokens * prompts
     allowed = budget(device_type)
     if cost > allowed:
-        most = max(1, int(allowed // max(1, rows * parameters * prompts)))
+        most = max(1, int(allowed // max(1, row_parameters * prompts)))
         times = f" x {prompts} prompts" if prompts > 1 else ""
+        also = "".join(f", plus {r} rows on {name} ({p / 1e6:.0f}M parameters)" for name, r, p in others)
         raise InvalidSetting(
             f"This request ({rows} rows x {new_tokens} new tokens{times} on a {parameters / 1e6:.0f}M-parameter "
-            f"model) is over the budget of {allowed:.2g} row-token-parameters per request; use at most {most} new "
-            "tokens with these runs, fewer rows, or a smaller model.")
+            f"model{also}) is over the budget of {allowed:.2g} row-token-parameters per request; use at most {most} "
+            f"new tokens with these runs, fewer rows, or {'smaller models' if others else 'a smaller model'}.")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import ClassVar
 
 import torch
@@ -20,9 +20,10 @@ from core.decoding.scoring import ScoredToken, ScoreResult, score_ids
 from core.decoding.strategies.base import RawRun, RawSequence
 from core.decoding.settings import DEFAULT_MAX_NEW_TOKENS, DecodeSettings, lineup_seeds, validate
 from core.decoding.trace import DISTRIBUTIONS, BeamNode, Candidate, RunTrace, Sequence, Step
-from core.errors import InvalidSetting
+from core.errors import InvalidSetting, PlaygroundError
+from core.models import loaded as loaded_models
 from core.models import registry
-from core.models.lm import ModelFacts, StepModel, adapter_for
+from core.models.lm import ModelFacts, StepModel
 
 
 def default_lineup(max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, seed: int = 0) -> list[DecodeSettings]:
@@ -79,16 +80,29 @@ class Playground:
         self.model = model  # the underlying torch module, for anatomy and attention views
         self.facts = lm.facts if lm is not None else facts
         self.parameters = sum(p.numel() for p in model.parameters()) if model is not None else 0
+        self.allow_paths = False  # whether another model this one is asked to use may be a folder (`other`)
         self._fingerprint: tuple | None = None
         self._token_text = lru_cache(maxsize=None)(self._decode_one)
 
     @classmethod
     def load(cls, name: str, *, device: str | None = None, allow_paths: bool = False) -> "Playground":
-        source = registry.resolve(name, allow_paths=allow_paths)
-        torch_device, dtype = registry.pick_device(device)
-        model = registry.load_hf_model(source, dtype).to(torch_device).eval()
-        folder = source.location if source.kind != "hub" else None
-        return cls(name, adapter_for(model), registry.load_tokenizer(folder), model)
+        """The model `name`, loaded once per process (`core.models.loaded`) and shared: every Playground of
+        it holds the same weights, which nothing changes."""
+        return _playground(cls, name, loaded_models.load(name, device=device, allow_paths=allow_paths), allow_paths)
+
+    def other(self, name: str) -> "Playground":
+        """Another model on this one's device, loaded once per process, as a Playground: an amateur, a
+        draft, or another model of a comparison. A folder only where this one could be one (the command
+        line), never from a link."""
+        return Playground.load(name, device=self.device, allow_paths=self.allow_paths)
+
+    @cached_property
+    def tokenizer_digest(self) -> str:
+        """Equal for two models exactly when their tokenizers give the same ids (`loaded.tokenizer_digest`)."""
+        return loaded_models.tokenizer_digest(self.tokenizer)
+
+    def shares_tokenizer(self, other: "Playground") -> bool:
+        return self.tokenizer_digest == other.tokenizer_digest
 
     @property
     def remote(self) -> bool:
@@ -146,9 +160,13 @@ class Playground:
     def check(self, settings: DecodeSettings) -> None:
         validate(settings, vocab_size=self.facts.vocab_size, context_length=self.facts.context_length)
 
-    def check_memory(self, runs: list[DecodeSettings], prompt_len: int) -> None:
+    def check_memory(self, runs: list[DecodeSettings], prompt_len: int,
+                     others: list[dict[str, "Playground"]] | None = None) -> None:
         rows = sum(s.rows for s in runs)
-        need = engine.state_bytes_estimate(self.facts, rows, prompt_len + max(s.max_new_tokens for s in runs))
+        total_len = prompt_len + max(s.max_new_tokens for s in runs)
+        need = engine.state_bytes_estimate(self.facts, rows, total_len)
+        need += sum(engine.state_bytes_estimate(pg.facts, s.rows, total_len)
+                    for s, o in zip(runs, others or []) for pg in o.values())
         free = _free_memory(self.lm.device)
         if need > 0.8 * free:
             raise InvalidSetting(
@@ -180,25 +198,67 @@ class Playground:
                    or not 0 <= i < self.facts.vocab_size]
             if bad:
                 raise InvalidSetting(f"forced_ids must be token ids below {self.facts.vocab_size}, got {bad[0]!r}.")
-        limits.check_request(runs=len(runs), rows=sum(s.rows for s in runs), new_tokens=longest,
-                             parameters=self.parameters, device_type=self.device_type, max_rows=max_rows,
-                             max_runs=max_runs)
+        others = self.run_models(runs)
+        self.check_budget(runs, others, max_rows=max_rows, max_runs=max_runs)
         ids, notices = self.encode_prompt(prompt, longest + len(continuation or []), truncate=truncate)
         ids = ids + list(continuation or [])
+        _check_other_contexts(runs, others, len(ids))
         started = time.perf_counter()
         raw_runs = self.decode_ids(ids, runs, notices, top_n=top_n, keep_distributions=keep_distributions,
-                                   forced_ids=forced_ids, on_step=on_step)
+                                   forced_ids=forced_ids, on_step=on_step, others=others)
         traces = [self._trace(r, len(ids)) for r in raw_runs]
         return DecodeResult(self.label, self.device, ids, self.text(ids), traces, notices,
                             time.perf_counter() - started, self.dtype, loaded_from=self.name)
 
     def decode_ids(self, ids: list[int], runs: list[DecodeSettings], notices: list[str], *, top_n: int,
-                   keep_distributions: bool, forced_ids: list[int] | None, on_step) -> list[RawRun]:
+                   keep_distributions: bool, forced_ids: list[int] | None, on_step,
+                   others: list[dict[str, "Playground"]] | None = None) -> list[RawRun]:
         """The runs on checked prompt ids, as `RawRun`s: here, our engine in this process (a backend
-        overrides this, and may add to `notices`)."""
-        self.check_memory(runs, len(ids))
+        overrides this, and may add to `notices`). `others`: `run_models(runs)`."""
+        others = others if others is not None else self.run_models(runs)
+        self.check_memory(runs, len(ids), others)
         return engine.decode_batch(self.lm, ids, runs, top_n=top_n, keep_distributions=keep_distributions,
-                                   forced_ids=forced_ids, on_step=on_step)
+                                   forced_ids=forced_ids, on_step=on_step,
+                                   others=[{k: pg.lm for k, pg in o.items()} for o in others])
+
+    # other models --------------------------------------------------------------------------------
+    def run_models(self, runs: list[DecodeSettings]) -> list[dict[str, "Playground"]]:
+        """Per run, the models besides this one it uses (`Strategy.other_models`), by the setting naming
+        each, loaded once per process; one sentence naming the setting for a model that is not offered
+        or reads other token ids than this one."""
+        found: list[dict[str, Playground]] = []
+        for s in runs:
+            mine = {}
+            for setting, name in s.runner.other_models(s).items():
+                try:
+                    other = self.other(name)
+                except PlaygroundError as exc:
+                    raise InvalidSetting(f"{setting}={name!r} cannot be used: {exc}") from None
+                if not self.shares_tokenizer(other) or other.facts.vocab_size != self.facts.vocab_size:
+                    raise InvalidSetting(
+                        f"{setting}={name!r} reads other token ids than {self.label} (a different tokenizer or "
+                        f"vocabulary size), so its probabilities cannot be set against this model's; choose a "
+                        "model that shares this one's tokenizer.")
+                mine[setting] = other
+            found.append(mine)
+        return found
+
+    def check_budget(self, runs: list[DecodeSettings], others: list[dict[str, "Playground"]] | None = None, *,
+                     prompts: int = 1, max_rows: int = limits.MAX_ROWS, max_runs: int = limits.MAX_RUNS) -> None:
+        """The request budget (`limits.check_request`), counting the rows each run decodes on every model
+        it uses: this one's, and as many on each other model (an amateur or a draft steps along)."""
+        others = others if others is not None else self.run_models(runs)
+        extra = [(pg.label, s.rows, pg.parameters) for s, o in zip(runs, others) for pg in o.values()]
+        limits.check_request(runs=len(runs), rows=sum(s.rows for s in runs),
+                             new_tokens=max(s.max_new_tokens for s in runs), parameters=self.parameters,
+                             device_type=self.device_type, prompts=prompts, max_rows=max_rows, max_runs=max_runs,
+                             others=extra)
+
+    def models_fingerprint(self, runs: list[DecodeSettings]) -> tuple:
+        """What, besides `fingerprint()`, decides these runs' results: the weights of the other models they
+        name (a cache key's part; a name alone would not see a retrained model)."""
+        return tuple((setting, name, registry.model_revision(name))
+                     for s in runs for setting, name in s.runner.other_models(s).items())
 
     def decode(self, prompt: str, settings: DecodeSettings, **kwargs) -> DecodeResult:
         return self.compare(prompt, [settings], **kwargs)
@@ -248,6 +308,27 @@ class Playground:
         if reason == "max_new_tokens" and prompt_len + len(steps) >= self.facts.context_length:
             reason = "context"
         return Sequence(raw.ids, self.text(raw.ids), steps, reason, raw.beam_score)
+
+
+def _check_other_contexts(runs: list[DecodeSettings], others: list[dict[str, Playground]], prompt_len: int) -> None:
+    """Another model a run uses must see the prompt and the run's new tokens, as this one does."""
+    for s, o in zip(runs, others):
+        for setting, pg in o.items():
+            if prompt_len + s.max_new_tokens > pg.facts.context_length:
+                raise InvalidSetting(
+                    f"{setting}={pg.label!r} sees {pg.facts.context_length} tokens, fewer than the prompt's "
+                    f"{prompt_len} and max_new_tokens={s.max_new_tokens}; shorten the prompt or max_new_tokens.")
+
+
+def _playground(cls, name: str, loaded: loaded_models.LoadedModel, allow_paths: bool) -> Playground:
+    """One Playground per class, name and loaded model, so its token texts and fingerprint are computed once;
+    kept on the loaded model, so it goes when the model goes."""
+    key = (cls, name, allow_paths)
+    if key not in loaded.built:
+        pg = cls(name, loaded.lm, loaded.tokenizer, loaded.model)
+        pg.allow_paths = allow_paths
+        loaded.built.setdefault(key, pg)
+    return loaded.built[key]
 
 
 MAX_TEXT_CHARS = 200_000  # far past any context; tokenizing more is work for nothing

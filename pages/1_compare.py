@@ -54,8 +54,7 @@ for i, run in enumerate(result.runs):
     name_col, text_col = st.columns([1, 4], vertical_alignment="top")
     with name_col:
         st.subheader(run.name)
-        processed = ("beam score (processed log-probs, not renormalised)" if run.beam_tree is not None
-                     else "processed")
+        processed = tables.processed_label(run)
         st.caption(f"log-prob **{f.sequence_logprob:.2f}** raw · "
                    f"**{markup.or_na(f.processed_sequence_logprob, '{:.2f}')}** "
                    f"{processed} · {FINISH_REASONS[run.best.finish_reason]}")

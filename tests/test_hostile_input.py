@@ -15,7 +15,7 @@ from core import serving
 from core.decoding import lineup as lineup_syntax
 from core.views import share
 from core.errors import InvalidSetting, PlaygroundError
-from core.decoding.settings import DecodeSettings
+from core.decoding.settings import DecodeSettings, validate
 
 NASTY = st.one_of(
     st.text(max_size=300),
@@ -75,6 +75,22 @@ def test_sweep_parser_is_one_sentence_or_values_in_the_knobs_range(text):
             assert value > k.low if k.open_low else value >= k.low
         if not isinstance(k.high, str):
             assert value < k.high if k.open_high else value <= k.high
+
+
+@given(text=NASTY)
+@hsettings(max_examples=200, deadline=None)
+def test_a_model_name_in_a_line_up_is_one_sentence_or_a_checked_name(text):
+    """contrastive_decoding's amateur_model (a setting of kind "model"): the parser and the knob's check
+    either refuse it in one sentence or give a name of bounded form, which the playground looks up."""
+    try:
+        runs = lineup_syntax.parse_lineup(f"contrastive_decoding(amateur_model={text})", max_new_tokens=5, seed=0)
+        validate(runs[0], vocab_size=8192, context_length=256)
+    except InvalidSetting as exc:
+        assert "\n" not in str(exc) and len(str(exc)) < 600
+        return
+    name = runs[0].amateur_model
+    assert isinstance(name, str) and 0 < len(name) <= 200 and name.isprintable()
+    assert not any(c in name for c in ",;()=")
 
 
 @given(text=NASTY, steps=st.integers(0, 200))

@@ -289,5 +289,8 @@ def test_a_new_strategy_is_one_new_file(tmp_path, tiny_dir, playground):
 def test_a_line_with_no_known_strategy_says_so(line):
     with pytest.raises(InvalidSetting) as caught:
         lineup_syntax.parse_lineup(f"greedy\n{line}", max_new_tokens=8, seed=0)
+    from core.decoding.settings import STRATEGIES
+
+    assert {"beam", "contrastive", "greedy", "sample", "contrastive_decoding"} <= set(STRATEGIES)  # and any added
     assert str(caught.value) == (f"Line 2 of the line-up: '{line}' names no strategy: begin it with one of "
-                                 "beam, contrastive, greedy, sample.")
+                                 f"{', '.join(STRATEGIES)}.")

@@ -144,6 +144,9 @@ class VLLMPlayground(Playground):
         runs = s.runner.runs_on(BACKEND)
         if runs is None:
             return f"vLLM has no {s.mode.replace('_', ' ')}"
+        for setting, name in s.runner.other_models(s).items():
+            return (f"a vLLM server decodes each request with the one model it serves, so {setting}={name} "
+                    "cannot join in; its own speculative decoding is configured when it starts, not per request")
         for name, k in knobs_read(s.mode):
             taken = k.runs_on(BACKEND)
             if taken is None and getattr(s, name) != k.default:
@@ -165,8 +168,12 @@ class VLLMPlayground(Playground):
         return fields
 
     # decoding ------------------------------------------------------------------------------------
+    def run_models(self, runs: list) -> list[dict]:
+        # no model of this process joins a server's run: such runs are refused by name (`unsupported`)
+        return [{} for _ in runs]
+
     def decode_ids(self, ids: list[int], runs: list, notices: list[str], *, top_n: int, keep_distributions: bool,
-                   forced_ids: list[int] | None, on_step) -> list[RawRun]:
+                   forced_ids: list[int] | None, on_step, others: list[dict] | None = None) -> list[RawRun]:
         """The runs vLLM's API can do, as concurrent requests; the others are named in `notices`."""
         if forced_ids is not None or keep_distributions:
             raise InvalidSetting("The vLLM backend cannot follow a given token path or return whole processed "

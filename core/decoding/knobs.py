@@ -70,7 +70,8 @@ class Knob:
     """One setting: its default and everything the flags, the URL parser and the checks need."""
     default: object
     help: str  # one line for --help
-    kind: str = "float"  # int | float | optional_float (None = off) | bool_or_never | choice
+    kind: str = "float"  # int | float | optional_float (None = off) | bool_or_never | choice | model (a
+    # model's name, None = none: another model the run uses, loaded once per process; see `check_model_name`)
     keyword: bool = True  # a generate() keyword of the same name
     low: float | str | None = None  # the range; a str names a model limit: "vocab_size", "context_length"
     high: float | str | None = None
@@ -111,7 +112,10 @@ def _interval(low, high, open_low, open_high) -> str:
 
 def check_knob(name: str, value, k: Knob, limits: dict) -> None:
     """One setting against its declaration: its kind, then its own check or its range."""
-    if k.kind == "choice" or (k.kind == "optional_float" and value is None):
+    if k.kind == "choice" or (k.kind in ("optional_float", "model") and value is None):
+        return
+    if k.kind == "model":
+        check_model_name(name, value)
         return
     if k.kind == "bool_or_never":
         if value not in (True, False, "never") or (value != "never" and not isinstance(value, bool)):
@@ -132,6 +136,21 @@ def check_knob(name: str, value, k: Knob, limits: dict) -> None:
         span = _interval(low, high, k.open_low, k.open_high) if low is not None and high is not None \
             else f"at least {low:g}"
         raise InvalidSetting(f"{name} must be in {span}, got {value:g}{hint}.")
+
+
+MAX_MODEL_NAME_CHARS = 200  # a registry name, a hub id, or on the command line a folder's path
+
+
+def check_model_name(name: str, value) -> None:
+    """The form of a model's name in a setting (whether such a model is offered is the playground's to say,
+    where the registry and the folders allowed are known): text, not too long, no control characters and
+    none of the line-up syntax's separators, so that a run written out reads back the same."""
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidSetting(f"{name} must be a model's name, got {value!r}; `python -m core models` lists them.")
+    if len(value) > MAX_MODEL_NAME_CHARS or any(c in value for c in ",;()=") or not value.isprintable():
+        shown = value[:40] + ("..." if len(value) > 40 else "")
+        raise InvalidSetting(f"{name}={shown!r} is not a model's name (at most {MAX_MODEL_NAME_CHARS} printable "
+                             "characters, none of , ; ( ) =); `python -m core models` lists them.")
 
 
 def num(value: float) -> str:

@@ -41,6 +41,8 @@ def _parse_value(name: str, text: str):
         return None
     if kind == "int":
         return int(text)
+    if kind == "model":  # a model's name: its form is the knob's check, whether it is offered the playground's
+        return None if text in ("", "None") else text
     if len(text) > 40:
         raise ValueError(text)
     return float(text)

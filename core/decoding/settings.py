@@ -173,8 +173,11 @@ class _Behaviour:
         return {**kwargs, **late}
 
     def params(self) -> dict:
-        """The settings that matter for this strategy (what a recipe or the JSON output records)."""
-        return {**self.generate_kwargs(), "strategy": self.strategy, "seed": self.seed}
+        """The settings that matter for this strategy (what a recipe or the JSON output records): its
+        generate() keywords, and the settings of its own that are none (contrastive decoding's amateur)."""
+        mode = self.mode
+        own = {name: getattr(self, name) for name, k in KNOBS.items() if not k.keyword and mode in k.used_by}
+        return {**self.generate_kwargs(), **own, "strategy": self.strategy, "seed": self.seed}
 
 
 DecodeSettings = dataclasses.make_dataclass(

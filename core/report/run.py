@@ -175,9 +175,7 @@ def make_report(pg, prompts: list[Passage], runs: list[DecodeSettings], *, human
     `on_step(done, total, texts)` reports progress: done/total steps over all prompts, and each run's
     best text so far."""
     check_request(prompts, runs, human_count)
-    limits.check_request(runs=len(runs), rows=sum(s.rows for s in runs), new_tokens=max(s.max_new_tokens for s in runs),
-                         parameters=pg.parameters, device_type=pg.device_type, prompts=len(prompts),
-                         max_rows=limits.MAX_REPORT_ROWS)
+    pg.check_budget(runs, prompts=len(prompts), max_rows=limits.MAX_REPORT_ROWS)  # every model the runs use
     n = max((s.num_return_sequences for s in runs if s.do_sample), default=1)
     if human_count is None:
         human_count = min(MAX_HUMAN, n * len(prompts))

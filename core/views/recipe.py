@@ -18,6 +18,7 @@ import transformers
 
 from core.models import registry
 from core.playground import DecodeResult
+from core.decoding import lineup as lineup_syntax
 from core.decoding.settings import DecodeSettings
 
 
@@ -41,7 +42,8 @@ def recipe(result: DecodeResult, runs: list[DecodeSettings], prompt: str) -> dic
     return {
         "model": result.model, **_source(loaded_from), "revision": registry.model_revision(loaded_from),
         "prompt": prompt, "prompt_ids": result.prompt_ids, "device": result.device, "dtype": result.dtype,
-        "runs": [{"name": s.name(), **s.params(), "generate_kwargs": s.generate_kwargs()} for s in runs],
+        "runs": [{"name": s.name(), **s.params(), "generate_kwargs": s.generate_kwargs(),
+                  **({} if s.runner.in_generate else {"not_in_generate": lineup_syntax.run_spec(s)})} for s in runs],
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "transformers": transformers.__version__},
     }
@@ -145,7 +147,13 @@ def _snippet_setup(rec: dict, separate_tokenizer: bool) -> list[str]:
 
 
 def _snippet_run(run: dict) -> list[str]:
-    """One run's seed, generate() call and printed continuation."""
+    """One run's seed, generate() call and printed continuation; for a strategy generate() does not have,
+    a comment saying so and how to reproduce it."""
+    if "not_in_generate" in run:
+        return ["", f"# {run['name']}",
+                f"# generate() has no {run['strategy']}, so this script cannot run it; Decoding Playground's",
+                f"# command line reproduces it: python -m core compare --model MODEL --prompt PROMPT "
+                f"--lineup {_one_line(run['not_in_generate'])!r} --max-new-tokens {run['max_new_tokens']}"]
     kwargs = ", ".join(f"{k}={v!r}" for k, v in run["generate_kwargs"].items())
     moved = [k for k in MOVED_OUT_OF_TRANSFORMERS_5 if k in run["generate_kwargs"]]
     return [

@@ -32,6 +32,15 @@ def lineup_table(runs: list[RunTrace]) -> list[dict]:
     return rows
 
 
+def processed_label(run: RunTrace) -> str:
+    """What a run's processed sequence log-prob is, in words: contrastive decoding's tokens are scored under
+    its contrastive distribution (softmax of log p_expert - log p_amateur over the plausible tokens); a beam
+    search's processed log-probs add up to its beam score."""
+    if run.strategy == "contrastive_decoding":
+        return "under the contrastive distribution (expert minus amateur)"
+    return "beam score (processed log-probs, not renormalised)" if run.beam_tree is not None else "processed"
+
+
 def hypotheses_table(run: RunTrace) -> list[dict]:
     """The returned hypotheses, best first, with their whole text."""
     return [{"rank": i + 1,
@@ -52,3 +61,4 @@ def step_table(prompt_text: str, seq: Sequence, choices: int = 5, distribution: 
         rows.append(row)
         text += s.token
     return rows
+

@@ -4,14 +4,14 @@ per-step statistics a trace is made of. The logits processors are declared in `c
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, NamedTuple
+from typing import ClassVar, Mapping, NamedTuple
 
 import torch
 import torch.nn.functional as F
 
 from core.decoding.knobs import Knob, Runs, Settings
 from core.decoding.processors import build_processors
-from core.models.lm import ModelFacts
+from core.models.lm import ModelFacts, StepModel
 
 CURVE_BUCKET_NATS = 0.5  # width of the log-prob buckets behind the cumulative curve
 CURVE_BUCKETS = 60  # down to log p = -30 nats; the last bucket takes the rest
@@ -165,9 +165,14 @@ class Strategy:
     - `describe(settings)`: the parts of the run's human name; `check(settings)`: rules tying its
       settings together (one sentence each); `processors(settings, device)`: `(name, processor)` pairs
       it adds after those its mode applies, each name declared in `core.decoding.processors`;
-    - `samples` (generate()'s do_sample), `keeps_beams`, `returns_one_sequence`;
+    - `samples` (generate()'s do_sample), `keeps_beams`, `returns_one_sequence`; `in_generate`: whether
+      generate() runs it (a recipe says how else to reproduce a run it cannot call);
     - `rows_needed(settings)`: how many batch rows the run occupies while decoding;
     - `needs_hidden_states`: whether `advance` needs the model's last-layer hidden states;
+    - `other_models(settings)`: the models besides the playground's that a run uses, `{setting: name}`
+      (by default every setting of kind "model" it declares or reads that is set): the playground loads
+      each once per process, counts its rows in the request's budget, and the run gets them as
+      `self.other_lms[setting]` (`StepModel`s on the same device, sharing the model's tokenizer);
     - `backends`: `{backend: Runs}`, the backends other than this process that can run it, and how
       (`core.decoding.knobs.Runs`); a class inherits none, see `runs_on`.
 
@@ -190,6 +195,7 @@ class Strategy:
     returns_one_sequence: ClassVar[bool] = True
     needs_hidden_states: ClassVar[bool] = False
     follows_forced_ids: ClassVar[bool] = False  # accepts forced_ids (a fixed token path)
+    in_generate: ClassVar[bool] = True  # generate() has this mode, so a recipe can call it
     backends: ClassVar[dict[str, Runs]] = {}
     mode: ClassVar[str]  # set by @register
 
@@ -214,14 +220,24 @@ class Strategy:
         return 1
 
     @classmethod
+    def other_models(cls, settings: Settings) -> dict[str, str]:
+        from core.decoding.strategies import REGISTRY  # the registry, not the settings: no import circle
+
+        declared = {name: k for c in REGISTRY.values() for name, k in c.settings.items()}
+        return {name: getattr(settings, name) for name in (*cls.settings, *cls.reads)
+                if name in declared and declared[name].kind == "model" and getattr(settings, name) is not None}
+
+    @classmethod
     def runs_on(cls, backend: str) -> Runs | None:
         """How `backend` runs this class, as the class itself declares it: a subclass reuses its
         parent's code but not its declaration, since a server would run the parent's method instead."""
         return vars(cls).get("backends", {}).get(backend)
 
     def __init__(self, settings: Settings, prompt: torch.Tensor, facts: ModelFacts,
-                 max_new_tokens: int, top_n: int, keep_distributions: bool):
+                 max_new_tokens: int, top_n: int, keep_distributions: bool, *,
+                 other_lms: Mapping[str, StepModel] | None = None):
         self.settings = settings
+        self.other_lms = dict(other_lms or {})  # setting -> the model it names (`other_models`)
         self.rows = self.rows_needed(settings)
         self.sequences = prompt.expand(self.rows, -1).clone()  # (R, T): what the processors see
         self.prompt_len = prompt.shape[1]

@@ -113,13 +113,19 @@ class BeamSearch(Strategy):
         self.heuristic_unsatisfied = torch.ones((1, 1), dtype=torch.bool, device=device)
         self.tree: list[RawBeamNode] = []
 
+    def scores(self, logits, raw_lp):
+        """(step scores the beams add up, the processed log-probs a trace shows, kept, banned): both are
+        the processed log-probs here (transformers does not renormalise them)."""
+        proc_lp, kept, banned = apply_processors(self.processors, self.sequences, raw_lp)
+        return proc_lp, proc_lp, kept, banned
+
     def advance(self, logits, hidden=None):
         step = len(self.stats)
         raw_lp = F.log_softmax(logits, dim=-1)
-        proc_lp, kept, banned = apply_processors(self.processors, self.sequences, raw_lp)
+        step_scores, proc_lp, kept, banned = self.scores(logits, raw_lp)
         self.stats.append(RowStats(raw_lp, proc_lp, kept, banned, self.top_n, self.keep_distributions))
 
-        topk_log_probs, src, ids = self._get_top_k_continuations(proc_lp)
+        topk_log_probs, src, ids = self._get_top_k_continuations(step_scores)
         # a candidate stops when it is an end-of-text or reaches the length limit
         hits = torch.isin(ids, self.eos) if len(self.eos) else torch.zeros_like(ids, dtype=torch.bool)
         hits = (hits | (self.cur_len + 1 >= self.max_length))[None, :]  # (1, K)

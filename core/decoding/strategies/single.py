@@ -36,11 +36,15 @@ class _OneRowPerSequence(Strategy):
         """Next ids (R,) from the processed scores (R, V)."""
         raise NotImplementedError
 
+    def scores(self, logits, raw_lp):
+        """(scores a token is chosen by, the processed log-probs, kept, banned) for the rows' logits."""
+        scores, kept, banned = apply_processors(self.processors, self.sequences, logits)
+        return scores, raw_lp if scores is logits else F.log_softmax(scores, dim=-1), kept, banned
+
     def advance(self, logits, hidden=None):
         step = len(self.stats)
         raw_lp = F.log_softmax(logits, dim=-1)
-        scores, kept, banned = apply_processors(self.processors, self.sequences, logits)
-        proc_lp = raw_lp if scores is logits else F.log_softmax(scores, dim=-1)
+        scores, proc_lp, kept, banned = self.scores(logits, raw_lp)
         if self.forced is not None:
             next_ids = torch.full((self.rows,), self.forced[step], device=logits.device)
         else:
