@@ -377,7 +377,9 @@ def check_sweep(pg, prompts: list[Passage], base: list[DecodeSettings], specs: l
             except InvalidSetting as exc:
                 raise InvalidSetting(f"The sweep of {p.knob} at {value_label(p.value)} on "
                                      f"{p.method}: {exc}") from None
-    check_budget(prompts, sweeps, parameters=pg.parameters, device_type=pg.device_type)
+    # every row also steps any model the base run names besides this one (contrastive decoding's amateur)
+    others = max((sum(o.parameters for o in used.values()) for used in pg.run_models(base)), default=0)
+    check_budget(prompts, sweeps, parameters=pg.parameters + others, device_type=pg.device_type)
     return sweeps
 
 
