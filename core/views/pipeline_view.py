@@ -71,7 +71,8 @@ def probabilities_figure(view: Pipeline) -> go.Figure:
             hovertemplate=f"{name}<br>%{{x}}<br>p = %{{y:.4f}}<extra></extra>"))
     fig = layout(fig, f"Step {view.step}: the leading tokens' probabilities after each stage", "stage, in generate()'s order",
                  "probability in that stage's distribution")
-    fig.update_yaxes(range=[0, 1.02])
+    highest = max((v for trace in fig.data for v in trace.y if v is not None), default=1.0)
+    fig.update_yaxes(range=[0, min(1.02, highest * 1.15 + 0.01)])  # the leading tokens' range, not 0 to 1
     fig.update_layout(height=420, legend=dict(title="token"))
     return fig
 
@@ -87,9 +88,13 @@ def kept_figure(view: Pipeline) -> go.Figure:
                              line=dict(color="#d62728"), hovertemplate="%{x}<br>entropy %{y:.3f} nats<extra></extra>"),
                   secondary_y=True)
     fig = layout(fig, "Tokens kept and entropy after each stage", "stage, in generate()'s order", "tokens kept (log scale)")
-    fig.update_yaxes(type="log", range=[-0.1, len(str(max(kept))) + 0.3], secondary_y=False)
-    fig.update_yaxes(title_text="entropy (nats)", rangemode="tozero", secondary_y=True)
-    fig.update_layout(height=380, legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0))
+    decades = [10 ** i for i in range(len(str(max(kept))) + 1)]
+    fig.update_yaxes(type="log", range=[-0.1, len(str(max(kept))) + 0.3], tickmode="array", tickvals=decades,
+                     ticktext=[f"{d:,}" for d in decades], secondary_y=False)
+    entropy = max(st.entropy for st in view.stages)
+    fig.update_yaxes(title_text="entropy (nats)", range=[0, entropy * 1.15 + 0.05], showgrid=False, tickmode="linear",
+                     tick0=0, dtick=1 if entropy > 2 else 0.25, secondary_y=True)
+    fig.update_layout(height=420, legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1))
     return fig
 
 
