@@ -103,12 +103,26 @@ def processes_logprobs(s: DecodeSettings) -> bool:
     return s.runner.keeps_beams
 
 
+# runs whose choice is not the last of the processors' stages, and why: their strategy scores the tokens again
+# after the processors, with what the run's own path does not tell
+NOT_REPLAYED = {
+    "group_beam_search": "diverse beam search lowers each group's tokens by what the other groups chose at the same "
+                         "step, which the returned path alone does not tell",
+    "contrastive_decoding": "contrastive decoding chooses by the expert's log-prob minus an amateur model's, a score "
+                            "it computes after the processors",
+    "contrastive_decoding_beam_search": "contrastive decoding chooses by the expert's log-prob minus an amateur "
+                                        "model's, a score it computes after the processors",
+}
+
+
+def replayable(s: DecodeSettings) -> bool:
+    return s.mode not in NOT_REPLAYED
+
+
 def check_replayable(s: DecodeSettings) -> None:
-    """A run whose processors depend on more than its own path cannot be replayed from that path."""
-    if s.mode == "group_beam_search":
-        raise InvalidSetting(
-            f"The pipeline cannot be shown for {s.name()}: diverse beam search lowers each group's tokens by what "
-            "the other groups chose at the same step, which the returned path alone does not tell; pick another run.")
+    """One sentence for a run whose choice the processors' stages alone do not give."""
+    if s.mode in NOT_REPLAYED:
+        raise InvalidSetting(f"The pipeline cannot be shown for {s.name()}: {NOT_REPLAYED[s.mode]}; pick another run.")
 
 
 def which_sequence(s: DecodeSettings) -> str:

@@ -11,6 +11,7 @@ from core.views import pipeline_view
 from core.views import recipe
 from core.decoding import lineup as lineup_syntax
 from core.errors import PlaygroundError
+from core.pipeline import replayable
 from core.playground import default_lineup
 from core.views.share import Param
 from core.decoding.trace import FINISH_REASONS
@@ -58,7 +59,7 @@ for i, run in enumerate(result.runs):
         st.caption(f"log-prob **{f.sequence_logprob:.2f}** raw · "
                    f"**{markup.or_na(f.processed_sequence_logprob, '{:.2f}')}** "
                    f"{processed} · {FINISH_REASONS[run.best.finish_reason]}")
-        if run.best.steps and not is_remote(pg):
+        if run.best.steps and not is_remote(pg) and replayable(runs[i]):
             link_to("pipeline", "Its pipeline, step by step", pipeline_view.link_params(
                 prompt=state(PAGE, "prompt"), lineup=state(PAGE, "lineup"), run=i, step=0, model=state(PAGE, "model"),
                 seed=state(PAGE, "seed"), max_new_tokens=state(PAGE, "max_new_tokens")), icon=":material/filter_alt:")

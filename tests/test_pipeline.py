@@ -163,6 +163,10 @@ def test_group_beam_search_and_positions_out_of_range_are_one_sentence(playgroun
     group = DecodeSettings("beam", num_beams=4, num_beam_groups=2, diversity_penalty=1.0, max_new_tokens=3)
     with pytest.raises(InvalidSetting, match="diverse beam search lowers each group's tokens"):
         pipeline_at(playground, PROMPTS[0], [group], 0, 0)
+    for beams in (1, 3):  # refused before anything is decoded (the amateur is not even loaded)
+        contrast = DecodeSettings("contrastive_decoding", amateur_model="shakespeare-lstm", num_beams=beams)
+        with pytest.raises(InvalidSetting, match="^The pipeline cannot be shown for contrastive decoding vs shakespeare-lstm"):
+            pipeline_at(playground, PROMPTS[0], [contrast], 0, 0)
 
 
 def test_stages_at_reads_a_given_path(playground):
