@@ -41,6 +41,7 @@ PAGES = [
     ("pages/6_score_a_text.py", "Score a text", ":material/straighten:", "score_a_text"),
     ("pages/7_report.py", "Report", ":material/analytics:", "report"),
     ("pages/8_pipeline.py", "Pipeline", ":material/filter_alt:", "pipeline"),
+    ("pages/10_watermark_lab.py", "Watermark lab", ":material/water_drop:", "watermark_lab"),
 ]
 SIDEBAR = {"model": "", "seed": Param.from_knob("seed"),
            "max_new_tokens": Param.from_knob("max_new_tokens", high=limits.MAX_APP_NEW_TOKENS, widget="slider",

@@ -1,4 +1,4 @@
-"""`python -m core decode|compare|pipeline|score|models|download`: the engine headless, as JSON or a table.
+"""`python -m core decode|compare|pipeline|score|detect|models|download`: the engine headless, as JSON or a table.
 
 Flags mirror generate()'s keyword arguments and defaults, so `--num-beams 5 --no-repeat-ngram-size 2`
 gives what `model.generate(..., num_beams=5, no_repeat_ngram_size=2)` gives. Bad input prints one line
@@ -32,6 +32,26 @@ def _bool_or_never(text: str):
     if lowered == "never":
         return "never"
     raise argparse.ArgumentTypeError(f"expected true, false or never, got {text!r}")
+
+
+def _bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+_TYPES = {"int": int, "float": float, "optional_float": float, "bool": _bool, "bool_or_never": _bool_or_never,
+          "choice": str, "model": str}
+
+
+def add_knob_flag(p: argparse.ArgumentParser, name: str, knob, default, choices=None) -> None:
+    """The flag of one setting, from its declaration: a true/false setting is also a switch (`--watermark`)."""
+    switch = {"nargs": "?", "const": True} if knob.kind == "bool" else {}
+    p.add_argument("--" + name.replace("_", "-"), type=_TYPES[knob.kind], help=knob.help, default=default,
+                   choices=choices or knob.choices or None, **switch)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -88,13 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     # one flag per setting declared in core.decoding.settings, with its default and help (--num-beams defaults
     # to None: 5 for beam search, else 1)
     defaults = DecodeSettings()
-    types = {"int": int, "float": float, "optional_float": float, "bool_or_never": _bool_or_never, "choice": str,
-             "model": str}
     for name, knob in KNOBS.items():
         if knob.flag:
-            d.add_argument("--" + name.replace("_", "-"), type=types[knob.kind], help=knob.help,
-                           default=None if name == "num_beams" else getattr(defaults, name),
-                           choices=STRATEGIES if name == "strategy" else None)
+            add_knob_flag(d, name, knob, None if name == "num_beams" else getattr(defaults, name),
+                          STRATEGIES if name == "strategy" else None)
 
     c = sub.add_parser("compare", help="a line-up of runs on one prompt, decoded as one batch")
     _common(c)
@@ -117,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(s)
     s.add_argument("--text", required=True)
 
+    add_detect_parser(sub)
     add_report_parser(sub)
     sub.add_parser("build-heldout", help="rewrite assets/human/ from the training corpus' held-out split")
     _add_quick(sub)
@@ -197,8 +215,17 @@ def _run(args) -> int:
     if args.command == "download":
         print(registry.download(args.name))
         return 0
+    if args.command == "detect":
+        settings, threshold = detect_settings(args)  # checked before the model loads
     pg = open_playground(args.model or registry.default_model(), backend=args.backend, server=args.server,
                          device=args.device, allow_paths=True, full_vocabulary=args.full_vocabulary)
+    if args.command == "detect":
+        from core import watermark
+
+        found = watermark.detect_text(pg, args.text, settings, threshold)
+        print(json.dumps({"model": pg.label, **found.to_dict()}, ensure_ascii=False) if args.json
+              else _detection_table(found))
+        return 0
     if args.command == "score":
         result = pg.score(args.text)
         print(json.dumps(result.to_dict(), ensure_ascii=False) if args.json else _score_table(result))
@@ -270,6 +297,48 @@ def _write(path: str, text: str) -> None:
             out.write(text)
     except OSError as exc:
         raise PlaygroundError(f"Could not write {path}: {exc.strerror or exc}.") from None
+
+
+# `python -m core detect ...` ------------------------------------------------------------------------
+def add_detect_parser(subparsers) -> argparse.ArgumentParser:
+    from core import watermark
+    from core.decoding.processors import PROCESSORS
+    from core.decoding.settings import KNOBS
+
+    w = subparsers.add_parser("detect", help="look for the green-list watermark in a text (transformers' "
+                                             "WatermarkDetector), given the marked run's watermark flags")
+    _common(w)
+    w.add_argument("--text", required=True, help="the text to look for a watermark in")
+    w.add_argument("--z-threshold", type=float, default=watermark.DEFAULT_THRESHOLD,
+                   help=f"call the text marked above this z-score (default {watermark.DEFAULT_THRESHOLD:g}, the paper's)")
+    for name in PROCESSORS["watermark"].knobs:  # the marked run's flags; --watermark itself changes nothing here
+        add_knob_flag(w, name, KNOBS[name], KNOBS[name].default)
+    return w
+
+
+def detect_settings(args):
+    """The watermark the detector looks for, from the same flags as the marked run's, and the threshold."""
+    from core import watermark
+    from core.decoding.knobs import check_knob
+    from core.decoding.processors import PROCESSORS
+    from core.decoding.settings import KNOBS, DecodeSettings
+
+    values = {name: getattr(args, name) for name in PROCESSORS["watermark"].knobs}
+    values["watermark"] = True
+    settings = DecodeSettings(**values)
+    for name in values:
+        check_knob(name, getattr(settings, name), KNOBS[name], {})
+    return settings, watermark.check_threshold(args.z_threshold)
+
+
+def _detection_table(found) -> str:
+    figures = (f"z-score {found.z_score:.2f}, p-value {found.p_value:.3g}, green {found.green_tokens} of "
+               f"{found.tokens_scored} scored ({found.green_fraction:.0%})" if found.tokens_scored else "no token scored")
+    lines = [found.verdict, figures, f"{'token':<18}{'list':>7}{'z so far':>10}"]
+    for m in found.tokens:
+        colour = "-" if m.green is None else ("green" if m.green else "red")
+        lines.append(f"{m.token!r:<18}{colour:>7}{'' if m.z is None else f'{m.z:.2f}':>10}")
+    return "\n".join(lines)
 
 
 # `python -m core report ...` ------------------------------------------------------------------------

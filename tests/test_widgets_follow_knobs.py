@@ -31,7 +31,8 @@ COMFORT = {("lab", "temperature"), ("lab", "top_p"), ("beam", "length_penalty"),
 # widgets that stand for no decoding setting: a step of the run, a layer or head of the model, a step to
 # branch at, the report's samples per strategy (its own limit), the pipeline's step
 NOT_SETTINGS = {("lab", "step"), ("anatomy", "layer"), ("anatomy", "head"), ("step", "branch_step"),
-                ("report", "samples"), ("pipeline", "step")}
+                ("report", "samples"), ("pipeline", "step"), ("watermark", "threshold"), ("watermark", "edit_seed"),
+                ("watermark", "samples")}
 
 
 @pytest.fixture(scope="module")
@@ -89,9 +90,11 @@ def test_every_widget_takes_its_bounds_default_and_help_from_its_knob(name, fact
         if setting != "max_new_tokens":  # set by the link above; its default is checked below
             assert w.value == default, (key, w.value, default)
         low, high = knob_range(name, setting, facts)
-        if w.type == "selectbox":  # early_stopping: every value the knob allows, and nothing else
-            assert w.options == ["false", "true", "never"], key
-            for value in (False, True, "never"):
+        if w.type == "selectbox":  # early_stopping, seeding_scheme: every value the knob allows, and nothing else
+            values = Param.from_knob(setting).choices
+            assert w.options == [share.write_value(v) for v in values], key
+            assert values == ((False, True, "never") if k.kind == "bool_or_never" else k.choices), key
+            for value in values:
                 check_knob(setting, value, k, facts)
         elif w.type == "select_slider":  # num_beam_groups: the divisors of num_beams, within the knob's range
             assert all(low <= int(o) and (high is None or int(o) <= high) for o in w.options), key
@@ -179,12 +182,16 @@ def test_a_link_may_hold_early_stopping_never():
     assert at.selectbox(key="beam_early_stopping").value == "never" and at.query_params["early_stopping"] == "never"
 
 
-@pytest.mark.parametrize("name", [n for n, k in KNOBS.items() if k.kind in ("int", "float", "bool_or_never")])
+@pytest.mark.parametrize("name", [n for n, k in KNOBS.items() if k.kind in ("int", "float", "bool", "bool_or_never")
+                                  or k.choices])
 def test_a_param_from_a_knob_is_the_knob(name):
     k, p = KNOBS[name], Param.from_knob(name)
     assert (p.default, p.help, p.knob) == (k.default, k.help, name)
-    if k.kind == "bool_or_never":
-        assert p.choices == (False, True, "never")
+    if k.kind in ("bool", "bool_or_never", "choice"):
+        assert p.choices == {"bool": (False, True), "bool_or_never": (False, True, "never")}.get(k.kind, k.choices)
+        for value in p.choices:
+            check_knob(name, value, k, {})
+            assert share.read_params({name: share.write_value(value)}, {name: p}) == ({name: value}, [])
         return
     assert (p.low, p.high, p.open_low, p.open_high) == (k.low, k.high, k.open_low, k.open_high)
     assert type(p.default) is (int if k.kind == "int" else float)

@@ -70,9 +70,10 @@ class Knob:
     """One setting: its default and everything the flags, the URL parser and the checks need."""
     default: object
     help: str  # one line for --help
-    kind: str = "float"  # int | float | optional_float (None = off) | bool_or_never | choice | model (a
+    kind: str = "float"  # int | float | optional_float (None = off) | bool | bool_or_never | choice | model (a
     # model's name, None = none: another model the run uses, loaded once per process; see `check_model_name`)
     keyword: bool = True  # a generate() keyword of the same name
+    choices: tuple = ()  # a choice's values (none declared: any, checked elsewhere, as the strategy's name)
     low: float | str | None = None  # the range; a str names a model limit: "vocab_size", "context_length"
     high: float | str | None = None
     open_low: bool = False  # (low, ... rather than [low, ...
@@ -112,7 +113,15 @@ def _interval(low, high, open_low, open_high) -> str:
 
 def check_knob(name: str, value, k: Knob, limits: dict) -> None:
     """One setting against its declaration: its kind, then its own check or its range."""
-    if k.kind == "choice" or (k.kind in ("optional_float", "model") and value is None):
+    if k.kind == "choice":
+        if k.choices and value not in k.choices:
+            raise InvalidSetting(f"{name} must be one of {', '.join(map(str, k.choices))}, got {value!r}.")
+        return
+    if k.kind in ("optional_float", "model") and value is None:
+        return
+    if k.kind == "bool":
+        if not isinstance(value, bool):
+            raise InvalidSetting(f"{name} must be true or false, got {value!r}.")
         return
     if k.kind == "model":
         check_model_name(name, value)

@@ -37,6 +37,12 @@ def _parse_value(name: str, text: str):
     kind = KNOBS[name].kind
     if kind == "bool_or_never":
         return {"true": True, "false": False, "never": "never"}.get(text.lower(), text)
+    if kind == "bool":  # anything else stays text, which the setting's check refuses in one sentence
+        return {"true": True, "false": False, "1": True, "0": False}.get(text.lower(), text)
+    if kind == "choice":
+        if len(text) > 40:
+            raise ValueError(text)
+        return text
     if kind == "optional_float" and text in ("", "None"):
         return None
     if kind == "int":
@@ -65,7 +71,8 @@ def parse_run(spec: str, *, max_new_tokens: int, seed: int) -> DecodeSettings:
         try:
             values[name] = _parse_value(name, text.strip())
         except ValueError:
-            raise InvalidSetting(f"{quote(spec)} gives {name} the value {quote(text)}, which is not a number.") from None
+            what = "a choice it has" if KNOBS[name].kind == "choice" else "a number"
+            raise InvalidSetting(f"{quote(spec)} gives {name} the value {quote(text)}, which is not {what}.") from None
     return DecodeSettings(strategy=strategy.strip(), max_new_tokens=max_new_tokens, seed=seed, **values)
 
 

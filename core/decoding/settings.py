@@ -170,14 +170,19 @@ class _Behaviour:
             if value is None or (not k.kwarg_when_default and value == k.default):
                 continue
             (late if not k.used_by else kwargs)[name] = value
+        for p in processors.applied_to(self):  # a processor whose settings travel as one config object
+            if p.generate_kwargs is not None:
+                late.update(p.generate_kwargs(self))
         return {**kwargs, **late}
 
     def params(self) -> dict:
         """The settings that matter for this strategy (what a recipe or the JSON output records): its
-        generate() keywords, and the settings of its own that are none (contrastive decoding's amateur)."""
+        generate() keywords, a config object (the watermark's) as its fields, and the settings of its own that
+        are none (contrastive decoding's amateur)."""
         mode = self.mode
         own = {name: getattr(self, name) for name, k in KNOBS.items() if not k.keyword and mode in k.used_by}
-        return {**self.generate_kwargs(), **own, "strategy": self.strategy, "seed": self.seed}
+        plain = {k: v.to_dict() if hasattr(v, "to_dict") else v for k, v in self.generate_kwargs().items()}
+        return {**plain, **own, "strategy": self.strategy, "seed": self.seed}
 
 
 DecodeSettings = dataclasses.make_dataclass(
@@ -223,3 +228,6 @@ def validate(settings, *, vocab_size: int, context_length: int) -> None:
     if runner.returns_one_sequence and s.num_return_sequences != 1:
         raise InvalidSetting(f"{runner.strategy} decoding returns one sequence; set num_return_sequences to 1.")
     runner.check(s)
+    for p in processors.applied_to(s):
+        if p.check is not None:
+            p.check(s, limits)

@@ -23,6 +23,9 @@ from core.decoding.settings import DecodeSettings
 
 
 MOVED_OUT_OF_TRANSFORMERS_5 = ("penalty_alpha", "num_beam_groups")  # contrastive and group beam search
+# generate() keywords that take one of transformers' config objects: the recipe's JSON holds its fields, the
+# script calls its class with them
+CONFIG_CLASSES = {"watermarking_config": "WatermarkingConfig"}
 CUSTOM_MODEL_TYPES = ("playground-transformer-lm", "playground-lstm-lm")  # core/models/architectures.py
 
 
@@ -42,11 +45,24 @@ def recipe(result: DecodeResult, runs: list[DecodeSettings], prompt: str) -> dic
     return {
         "model": result.model, **_source(loaded_from), "revision": registry.model_revision(loaded_from),
         "prompt": prompt, "prompt_ids": result.prompt_ids, "device": result.device, "dtype": result.dtype,
-        "runs": [{"name": s.name(), **s.params(), "generate_kwargs": s.generate_kwargs(),
+        "runs": [{"name": s.name(), **s.params(), "generate_kwargs": _plain(s.generate_kwargs()),
                   **({} if s.runner.in_generate else {"not_in_generate": lineup_syntax.run_spec(s)})} for s in runs],
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "transformers": transformers.__version__},
     }
+
+
+def _plain(kwargs: dict) -> dict:
+    """generate()'s keyword arguments as JSON takes them: a config object as its fields."""
+    return {k: v.to_dict() if k in CONFIG_CLASSES else v for k, v in kwargs.items()}
+
+
+def _kwarg(name: str, value) -> str:
+    """One keyword argument of the script's generate() call: a config object as its class called with its fields."""
+    if name in CONFIG_CLASSES and isinstance(value, dict):
+        fields = ", ".join(f"{k}={v!r}" for k, v in value.items())
+        return f"{name}={CONFIG_CLASSES[name]}({fields})"
+    return f"{name}={value!r}"
 
 
 def _source(name: str) -> dict:
@@ -154,7 +170,7 @@ def _snippet_run(run: dict) -> list[str]:
                 f"# generate() has no {run['strategy']}, so this script cannot run it; Decoding Playground's",
                 f"# command line reproduces it: python -m core compare --model MODEL --prompt PROMPT "
                 f"--lineup {_one_line(run['not_in_generate'])!r} --max-new-tokens {run['max_new_tokens']}"]
-    kwargs = ", ".join(f"{k}={v!r}" for k, v in run["generate_kwargs"].items())
+    kwargs = ", ".join(_kwarg(k, v) for k, v in run["generate_kwargs"].items())
     moved = [k for k in MOVED_OUT_OF_TRANSFORMERS_5 if k in run["generate_kwargs"]]
     return [
         "",
@@ -178,6 +194,9 @@ def generate_snippet(rec: dict) -> str:
     custom = rec.get("model_type") in CUSTOM_MODEL_TYPES
     separate_tokenizer = rec["tokenizer"] != rec["source"]
     body = _snippet_setup(rec, separate_tokenizer)
+    configs = sorted({CONFIG_CLASSES[k] for run in rec["runs"] for k in run["generate_kwargs"] if k in CONFIG_CLASSES})
+    if configs:
+        body.insert(1, f"from transformers import {', '.join(configs)}")
     for run in rec["runs"]:
         body += _snippet_run(run)
     parts = (_snippet_header(rec, custom, separate_tokenizer)

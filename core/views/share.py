@@ -29,7 +29,7 @@ def plain(text: str) -> str:
 
 
 _FROM_KNOB = object()  # Param.from_knob(default=...) not given: the knob's own default
-_CHOICES = {"bool_or_never": (False, True, "never")}  # the values of a knob of that kind, as generate() takes them
+_CHOICES = {"bool_or_never": (False, True, "never"), "bool": (False, True)}  # the values of a knob of that kind
 
 
 @dataclass(frozen=True)
@@ -61,9 +61,9 @@ class Param:
         outside it is still accepted as is, and shown in a box), or a `high` narrower than the knob's,
         which is one of the app's limits and says why in `limit`."""
         k = KNOBS[name]
-        if k.kind in _CHOICES:
-            return cls(k.default if default is _FROM_KNOB else default, choices=_CHOICES[k.kind], knob=name,
-                       help=k.help, widget="choice")
+        if k.kind in _CHOICES or (k.kind == "choice" and k.choices):
+            return cls(k.default if default is _FROM_KNOB else default, choices=_CHOICES.get(k.kind, k.choices),
+                       knob=name, help=k.help, widget="choice")
         if k.kind not in ("int", "float"):
             raise TypeError(f"{name} is a {k.kind} setting; Param.from_knob takes numbers and choices only.")
         cast = int if k.kind == "int" else float

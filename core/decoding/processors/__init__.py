@@ -48,7 +48,11 @@ class Processor:
       on the curve); `removes` (a ban that takes tokens out rather than lowering them); `reorders`
       (it changes the order of the tokens it leaves);
     - `replays_on_logprobs`: applied to log-probs it gives what it gives on logits (False: the
-      repetition penalty, which scales positive and negative logits apart)."""
+      repetition penalty, which scales positive and negative logits apart);
+    - `generate_kwargs(settings)`: the generate() keyword arguments that turn it on, where its settings are
+      not generate() keywords of their own (the watermark: `watermarking_config=WatermarkingConfig(...)`);
+    - `check(settings, limits)`: rules tying its settings to the run and the model (`limits`: the model's
+      vocab_size and context_length), one sentence each, once every setting passed its own check."""
     name: str
     label: str
     does: str
@@ -67,6 +71,8 @@ class Processor:
     removes: bool = True
     reorders: bool = False
     replays_on_logprobs: bool = True
+    generate_kwargs: Callable | None = None
+    check: Callable | None = None
 
     def applied_label(self, s) -> str:
         return self.applied(s) if self.applied is not None else _value(self, s)
