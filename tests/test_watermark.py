@@ -366,3 +366,30 @@ def test_threshold_is_checked():
         with pytest.raises(InvalidSetting):
             watermark.check_threshold(bad)
     assert watermark.check_threshold(4) == 4.0 and math.isfinite(watermark.check_threshold(0))
+
+
+def test_the_lab_shows_the_detectors_figures_and_its_link_reproduces_them(shipped):
+    from test_pages import page
+
+    pasted = "To be, or not to be, that is the question: whether 'tis nobler in the mind to suffer"
+    at = page("watermark", max_new_tokens=30, watermark_bias=2.5, prompt="Romeo.\n", text=pasted, quality="true",
+              quality_lineup="greedy", samples=2)
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    s = DecodeSettings("greedy", max_new_tokens=30, watermark=True, watermark_bias=2.5)
+    result = shipped.decode("Romeo.\n", s)
+    found = watermark.mark_run(shipped, s, result.prompt_ids, result.runs[0].best.ids)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["z-score"] == f"{found.z_score:.2f}" and metrics["Tokens scored"] == str(found.tokens_scored)
+    assert metrics["Green fraction"] == f"{found.green_fraction:.0%}"
+    assert [h.value for h in at.subheader][:2] == ["A marked run: greedy + watermark 2.5", "Detect a text"]
+    said = [t.value for t in at.text]
+    assert found.verdict in said and watermark.detect_text(shipped, pasted, s).verdict in said
+    charts = {json.loads(c.proto.spec)["layout"]["title"]["text"]: json.loads(c.proto.spec)
+              for c in at.get("plotly_chart")}
+    attack = charts["Detection against the share of the text edited"]
+    assert attack["layout"]["xaxis"]["range"] == [-0.02, 0.65]
+    assert attack["data"][0]["x"] == list(watermark.EDIT_SHARES)
+    assert attack["data"][0]["y"][0] == pytest.approx(found.z_score)  # nothing edited: the run's own z-score
+    quality = next(d.value for d in at.dataframe if "perplexity marked" in d.value.columns)
+    assert list(quality["run"]) == ["greedy"] and {"perplexity unmarked", "perplexity marked"} <= set(quality.columns)
+    assert at.query_params["watermark_bias"] == "2.5" and at.query_params["quality_lineup"] == "greedy"

@@ -6,6 +6,7 @@ piece of a tokenizer's or a user's text is escaped."""
 from __future__ import annotations
 
 import html
+import math
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -87,7 +88,9 @@ def growth_figure(detection, title: str = "The detector's z-score and p-value as
     fig.add_hline(y=detection.threshold, line=dict(color="#d62728", dash="dash"),
                   annotation_text=f"threshold z = {detection.threshold:g}", secondary_y=False)
     layout(fig, title, "tokens scored", "z-score")
-    fig.update_yaxes(title_text="p-value (log)", type="log", secondary_y=True, showgrid=False)
+    decades = -math.log10(max(min((m.p for m in scored), default=1.0), 1e-300))
+    fig.update_yaxes(title_text="p-value (log)", type="log", secondary_y=True, showgrid=False,
+                     exponentformat="power", dtick=max(1, math.ceil(decades / 6)))  # whole powers of ten
     return fig
 
 
