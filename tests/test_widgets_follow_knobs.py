@@ -31,8 +31,7 @@ COMFORT = {("lab", "temperature"), ("lab", "top_p"), ("beam", "length_penalty"),
 # widgets that stand for no decoding setting: a step of the run, a layer or head of the model, a step to
 # branch at, the report's samples per strategy (its own limit), the pipeline's step
 NOT_SETTINGS = {("lab", "step"), ("anatomy", "layer"), ("anatomy", "head"), ("step", "branch_step"),
-                ("report", "samples"), ("pipeline", "step"), ("watermark", "threshold"), ("watermark", "edit_seed"),
-                ("watermark", "samples")}
+                ("report", "samples"), ("pipeline", "step"), ("watermark", "threshold"), ("watermark", "edit_seed")}
 
 
 @pytest.fixture(scope="module")
