@@ -30,6 +30,8 @@ LIMITS = {"vocab_size": 50257, "context_length": 128}
 
 
 def _candidates(k):
+    if k.kind == "bool":  # a switch (the watermark): on
+        return [True]
     if k.kind == "int":
         low = k.low if isinstance(k.low, int) else 0
         return [low + 1, low + 2, low + 3]
