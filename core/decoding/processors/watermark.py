@@ -103,7 +103,7 @@ def _in_name(s) -> str:
 
 register(Processor(
     name="watermark", label="watermark", does=RESHAPES, verb="favoured by",
-    knobs=tuple(SETTINGS), settings=SETTINGS, order=170, colour="#17becf",
+    knobs=tuple(SETTINGS), settings=SETTINGS, order=170, colour="#bcbd22",
     active=lambda s: s.watermark is True, build=lambda s, device: LazyWatermark(s, device),
     applied=lambda s: f"green list +{num(s.watermark_bias)}", in_name=_in_name, removes=False, reorders=True,
     generate_kwargs=lambda s: {"watermarking_config": watermarking_config(s)}, check=_check_cost))
