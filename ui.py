@@ -353,6 +353,53 @@ def decode(pg: Playground, prompt: str, runs: list[DecodeSettings], **kwargs) ->
         progress.empty()
 
 
+def other_models(pg: Playground, names: list[str]) -> tuple[list[Playground], list[str]]:
+    """The models compared with the page's `pg`, where the session's backend puts them: locally, each loaded
+    once per process; on vLLM, each on the first configured server that serves it, else in this process
+    beside it (with a notice). [] and one sentence shown when one cannot be had."""
+    from core.backends import open_models
+
+    choice = st.session_state.get(BACKEND, {})
+    try:
+        if is_remote(pg):
+            return open_models(names, backend="vllm", servers=VLLM_SERVERS, connect=lambda url, name: connect_vllm(
+                url, name, bool(choice.get("full_vocabulary"))))
+        return [load_playground(name) for name in names], []
+    except PlaygroundError as exc:
+        fail(str(exc))
+        return [], []
+
+
+def decode_models(models: list[Playground], prompt: str, runs: list[DecodeSettings]):
+    """Model against model (`core.model_comparison`), shared and queued as `decode` is; None after showing why
+    it could not run."""
+    from core import model_comparison
+
+    key = ("models", tuple(pg.fingerprint() for pg in models), tuple(pg.models_fingerprint(runs) for pg in models),
+           prompt, lineup_syntax.lineup_spec(runs), tuple(s.seed for s in runs), tuple(s.max_new_tokens for s in runs))
+    progress = st.empty()
+    first = next((m for m in models if not m.remote), models[0])  # local work waits for a local slot
+
+    def on_step(model: int, step: int, ids: list[list[int]]) -> None:
+        step_boundary(first, progress)
+        if step % 4 == 0:
+            total = max(s.max_new_tokens for s in runs)
+            done = (model + min(1.0, (step + 1) / total)) / len(models)
+            progress.progress(min(1.0, done), text=share.plain(f"{models[model].label}, step {step + 1}: "
+                                                               + " | ".join(models[model].text(i)[-30:] for i in ids[:3])))
+
+    try:
+        return remember(key, lambda: in_turn(first, lambda: model_comparison.compare_models(
+            models, prompt, runs, on_step=on_step), progress))
+    except PlaygroundError as exc:
+        fail(str(exc))
+        return None
+    except serving.Cancelled:
+        st.stop()
+    finally:
+        progress.empty()
+
+
 def decode_report(pg: Playground, prompts: list, runs: list[DecodeSettings], heldout: list):
     """The Report's decode, shared and queued as `decode` is; None after showing why it could not run."""
     from core import report

@@ -13,7 +13,7 @@ import os
 import sys
 
 from core.backends import add_backend_args
-from core.errors import PlaygroundError
+from core.errors import InvalidSetting, PlaygroundError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -117,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(c)
     _prompt_args(c)
     c.add_argument("--lineup", default=None, help=LINEUP_HELP)
+    c.add_argument("--models", nargs="+", metavar="NAME", default=None,
+                   help="model against model: decode the line-up on each of these models (2 to 4; instead of "
+                        "--model) side by side, and score every run under every other model (cross-perplexity)")
     for p in (d, c):
         p.add_argument("--recipe", metavar="FILE", default=None,
                        help="also write a standalone Python script that reproduces the runs with generate()")
@@ -215,6 +218,8 @@ def _run(args) -> int:
     if args.command == "download":
         print(registry.download(args.name))
         return 0
+    if args.command == "compare" and args.models:
+        return run_model_comparison(args)
     if args.command == "detect":
         settings, threshold = detect_settings(args)  # checked before the model loads
     pg = open_playground(args.model or registry.default_model(), backend=args.backend, server=args.server,
@@ -288,6 +293,54 @@ def _pipeline_table(view) -> str:
                      f"{st.did}{listed}; {tops}")
     if view.not_applied:
         lines.append("not applied in this run: " + ", ".join(view.not_applied))
+    return "\n".join(lines)
+
+
+def run_model_comparison(args) -> int:
+    """`compare --models A B ...`: the line-up on every model, side by side, and the cross-perplexities."""
+    from core import model_comparison
+    from core.backends import open_models
+    from core.decoding import lineup as lineup_syntax
+    from core.playground import default_lineup
+
+    if args.model:
+        raise InvalidSetting("Give the models of a comparison with --models alone (the first takes --model's place).")
+    if args.recipe or args.html:
+        raise InvalidSetting("--recipe and --html export one model's runs; leave --models out for them.")
+    if not 2 <= len(args.models) <= model_comparison.MAX_MODELS:
+        raise InvalidSetting(f"--models takes 2 to {model_comparison.MAX_MODELS} models, got {len(args.models)}.")
+    if args.lineup is not None:
+        runs = lineup_syntax.parse_lineup(args.lineup, max_new_tokens=args.max_new_tokens, seed=args.seed)
+    else:
+        runs = default_lineup(args.max_new_tokens, args.seed)
+    models, notices = open_models(args.models, backend=args.backend, servers=[args.server] if args.server else [],
+                                  device=args.device, allow_paths=True, full_vocabulary=args.full_vocabulary)
+    model_comparison.check_models(models)
+    for pg in models:
+        lineup_syntax.validate_lineup(runs, pg.check)
+    result = model_comparison.compare_models(models, args.prompt, runs, truncate=args.truncate, top_n=args.top_n)
+    result.notices[:0] = notices
+    for notice in result.notices:
+        print(f"note: {notice}", file=sys.stderr)
+    print(result.to_json() if args.json else _comparison_table(result))
+    return 0
+
+
+def _comparison_table(result) -> str:
+    from core.views import tables
+
+    lines = [f"models {', '.join(result.models)}; prompt {result.prompt!r}"]
+    for name in dict.fromkeys(run.name for r in result.results for run in r.runs):
+        lines.append(f"\n== {name}")
+        for r in result.results:
+            found = next((run for run in r.runs if run.name == name), None)
+            lines.append(f"-- {r.model}: {found.best.text if found else '(not run on this backend; see the notes)'}")
+    rows = tables.cross_table(result)
+    columns = list(rows[0])
+    widths = [max(len(str(c)), *(len(str(row[c])) for row in rows)) for c in columns]
+    lines.append("")
+    lines.append("  ".join(str(c).ljust(w) for c, w in zip(columns, widths)))
+    lines += ["  ".join(str(row[c]).ljust(w) for c, w in zip(columns, widths)) for row in rows]
     return "\n".join(lines)
 
 

@@ -157,6 +157,16 @@ class Playground:
             raise InvalidSetting(f"{head} tokens would have to be cut {tail} (pass --truncate to cut them).")
         return ids[cut:], [f"{head} tokens were cut {tail}."]
 
+    def _given_ids(self, ids: list[int], max_new_tokens: int) -> list[int]:
+        bad = [i for i in ids if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < self.facts.vocab_size]
+        if not ids or bad:
+            raise InvalidSetting(f"prompt_ids must be token ids below {self.facts.vocab_size}, got "
+                                 f"{bad[0] if bad else 'none'!r}.")
+        if len(ids) + max_new_tokens > self.facts.context_length:
+            raise InvalidSetting(f"The prompt's {len(ids)} ids and {max_new_tokens} new tokens do not fit "
+                                 f"{self.label}'s {self.facts.context_length}-token context.")
+        return list(ids)
+
     def check(self, settings: DecodeSettings) -> None:
         validate(settings, vocab_size=self.facts.vocab_size, context_length=self.facts.context_length)
 
@@ -177,11 +187,12 @@ class Playground:
     def compare(self, prompt: str, runs: list[DecodeSettings], *, truncate: bool = True, top_n: int = 10,
                 keep_distributions: bool = False, forced_ids: list[int] | None = None,
                 continuation: list[int] | None = None, on_step=None, max_rows: int = limits.MAX_ROWS,
-                max_runs: int = limits.MAX_RUNS) -> DecodeResult:
+                max_runs: int = limits.MAX_RUNS, prompt_ids: list[int] | None = None) -> DecodeResult:
         """Decode every run on one prompt, as one batch after a single prefill.
 
         `continuation` ids are appended to the prompt's ids as they are (not re-tokenized), so a
-        branch continues from exactly the token path it was taken from."""
+        branch continues from exactly the token path it was taken from. `prompt_ids`: the prompt as ids
+        already (another model's with the same tokenizer, `core.model_comparison`), used as they are."""
         if not runs:
             raise InvalidSetting("There is nothing to run: add at least one strategy.")
         if not isinstance(top_n, int) or not 1 <= top_n <= 100:
@@ -200,7 +211,10 @@ class Playground:
                 raise InvalidSetting(f"forced_ids must be token ids below {self.facts.vocab_size}, got {bad[0]!r}.")
         others = self.run_models(runs)
         self.check_budget(runs, others, max_rows=max_rows, max_runs=max_runs)
-        ids, notices = self.encode_prompt(prompt, longest + len(continuation or []), truncate=truncate)
+        if prompt_ids is not None:
+            ids, notices = self._given_ids(prompt_ids, longest + len(continuation or [])), []
+        else:
+            ids, notices = self.encode_prompt(prompt, longest + len(continuation or []), truncate=truncate)
         ids = ids + list(continuation or [])
         _check_other_contexts(runs, others, len(ids))
         started = time.perf_counter()

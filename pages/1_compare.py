@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from ui import PRESETS, decode, distribution_toggle, fail, is_remote, link_to, sidebar, state, warn
+from ui import (PRESETS, decode, decode_models, distribution_toggle, fail, is_remote, link_to, other_models,
+                sidebar, state, warn)
 from core.views import charts
 from core.views import markup
 from core.views import tables
@@ -13,19 +14,71 @@ from core.decoding import lineup as lineup_syntax
 from core.errors import PlaygroundError
 from core.pipeline import replayable
 from core.playground import default_lineup
+from core.model_comparison import MAX_MODELS
+from core.models import registry
+from core.views import share
 from core.views.share import Param
 from core.decoding.trace import FINISH_REASONS
 
 PAGE = "compare"
 SCHEMA = {"prompt": PRESETS["A long long time ago"],
           "lineup": Param(lineup_syntax.lineup_spec(default_lineup()).replace(";", "\n"), max_chars=lineup_syntax.MAX_LINEUP_CHARS),
-          "distribution": Param("raw", choices=("raw", "processed"))}
+          "distribution": Param("raw", choices=("raw", "processed")),
+          "vs": Param("", max_chars=400)}  # model against model: the other models, name,name
 LINEUP_HELP = ("One run per line: strategy(name=value,...), with generate()'s names. For example "
                "`sample(temperature=0.7,top_k=0,top_p=0.95)` is nucleus sampling at temperature 0.7 "
                "(sampling keeps generate()'s default top_k=50 unless you set top_k=0), "
                "`beam(num_beams=5,no_repeat_ngram_size=2)`, `greedy`.")
 
+
+
+def show_models(pg, vs: list[str], runs) -> None:
+    """Model against model: each run of the line-up as a row, one column per model, then the figures with
+    every run's perplexity under every model."""
+    others, notes = other_models(pg, vs)
+    if not others:
+        return
+    comparison = decode_models([pg, *others], state(PAGE, "prompt"), runs)
+    if comparison is None:
+        return
+    for note in notes + comparison.notices:
+        st.info(share.plain(note), icon=":material/info:")
+    shown = distribution_toggle(PAGE)
+    st.html(markup.probability_legend_html(shown))
+    by_name = [{r.name: (r, scores) for r, scores in zip(res.runs, cross)}
+               for res, cross in zip(comparison.results, comparison.cross)]
+    for name in dict.fromkeys(s.name() for s in runs):
+        st.subheader(name)
+        for col, model, found in zip(st.columns(len(by_name)), comparison.models, by_name):
+            col.markdown(f"**{share.plain(model)}**")
+            if name not in found:
+                col.caption("not run on this backend (see the notes above)")
+                continue
+            run, scores = found[name]
+            f = run.best.figures()
+            under = " · ".join(f"{markup.or_na(c.perplexity, '{:.2f}')} under {share.plain(c.model)}"
+                               for c in scores if c.model != model)
+            col.caption(f"log-prob **{f.sequence_logprob:.2f}** · perplexity **{f.perplexity:.2f}** · {under}")
+            col.html(markup.tokens_html(run.best, shown))
+    st.markdown("**Figures.** Each run's perplexity under its own model and under every other model of the "
+                "comparison: how likely one model finds another's text.")
+    st.html(markup.table_html(tables.cross_table(comparison)))
+    st.download_button("JSON", lambda: comparison.to_json(), "models.json", "application/json", on_click="ignore")
+
+
 pg = sidebar(PAGE, SCHEMA, "Compare decoding strategies")
+offered = registry.available_models()
+vs, problems = share.parse_models(state(PAGE, "vs"), offered=offered, model=pg.name, most=MAX_MODELS - 1)
+for problem in problems:
+    warn(problem)
+st.session_state[f"{PAGE}_vs"] = ",".join(vs)  # the next link holds only what is used
+st.session_state[f"{PAGE}__vs"] = vs
+st.sidebar.multiselect(
+    "Compare with other models", [n for n in offered if n != pg.name], key=f"{PAGE}__vs",
+    max_selections=MAX_MODELS - 1, on_change=lambda: st.session_state.update(
+        {f"{PAGE}_vs": ",".join(st.session_state[f"{PAGE}__vs"])}),
+    help="Model against model: the same prompt and line-up on each model, side by side, and every run scored "
+         "under every other model (cross-perplexity in the figures table).")
 st.text_area("Prompt", key=f"{PAGE}_prompt", height=90)
 with st.expander("Line-up: one run per line, strategy(name=value,...)"):
     st.text_area("Runs", key=f"{PAGE}_lineup", height=200, help=LINEUP_HELP)
@@ -38,6 +91,9 @@ try:
     lineup_syntax.validate_lineup(runs, pg.check)
 except PlaygroundError as exc:
     fail(str(exc))
+    st.stop()
+if vs:
+    show_models(pg, vs, runs)
     st.stop()
 result = decode(pg, state(PAGE, "prompt"), runs)
 if result is None:

@@ -93,6 +93,16 @@ def test_a_model_name_in_a_line_up_is_one_sentence_or_a_checked_name(text):
     assert not any(c in name for c in ",;()=")
 
 
+@given(text=st.one_of(NASTY, st.lists(st.sampled_from(["shakespeare-lstm", "gpt2", "x", " ", ""]), max_size=8).map(",".join)))
+@hsettings(max_examples=200, deadline=None)
+def test_compares_models_parser_keeps_only_offered_names(text):
+    offered = ["shakespeare-gpt2", "shakespeare-lstm", "shakespeare-transformer-lm"]
+    names, problems = share.parse_models(text, offered=offered, model="shakespeare-gpt2", most=3)
+    assert len(names) <= 3 and len(set(names)) == len(names) and set(names) <= set(offered) - {"shakespeare-gpt2"}
+    for problem in problems:
+        assert "\n" not in problem and len(problem) < 400
+
+
 @given(text=NASTY, steps=st.integers(0, 200))
 @hsettings(max_examples=300, deadline=None)
 def test_branch_parser_keeps_only_valid_branches(text, steps):

@@ -38,3 +38,40 @@ def open_playground(name: str, *, backend: str = "local", server: str | None = N
     from core.playground import Playground
 
     return Playground.load(name, device=device, allow_paths=allow_paths)
+
+
+def open_models(names: list[str], *, backend: str = "local", servers: list[str] = (), device: str | None = None,
+                allow_paths: bool = False, full_vocabulary: bool = False, connect=None):
+    """Several models for a comparison, and the notices that say where each runs. Locally, each is loaded
+    once per process. On vLLM, each model goes to the first of `servers` that serves it (a server serves
+    one model, so a comparison wants one server per model), and a model no server serves runs in this
+    process beside them, said in a notice. `connect(url, name)` opens a server's model (default
+    `core.backends.vllm.connect`; the app passes its cached one)."""
+    from core.errors import PlaygroundError
+
+    if backend == "local":
+        return [open_playground(n, device=device, allow_paths=allow_paths) for n in names], []
+    if backend != "vllm":
+        raise InvalidSetting(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}.")
+    if not servers:
+        raise InvalidSetting("--backend vllm needs --server, the vLLM server's address "
+                             "(for example http://127.0.0.1:8000).")
+    if connect is None:
+        from core.backends.vllm import connect as vllm_connect
+
+        def connect(url, name):
+            return vllm_connect(url, name, full_vocabulary=full_vocabulary)
+    opened, notices = [], []
+    for name in names:
+        reasons = []
+        for url in servers:
+            try:
+                opened.append(connect(url, name))
+                break
+            except PlaygroundError as exc:
+                reasons.append(str(exc))
+        else:
+            opened.append(open_playground(name, device=device, allow_paths=allow_paths))
+            notices.append(f"{opened[-1].label} runs in this process beside the vLLM server(s): "
+                           f"{reasons[0] if reasons else 'no server serves it'}")
+    return opened, notices

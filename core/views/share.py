@@ -255,3 +255,20 @@ def parse_branches(text: str, *, steps: int, vocab_size: int) -> tuple[list[tupl
 
 def branches_spec(branches: list[tuple[int, int]]) -> str:
     return ",".join(f"{step}:{token}" for step, token in branches)
+
+
+def parse_models(text: str, *, offered: list[str], model: str, most: int) -> tuple[list[str], list[str]]:
+    """Compare's other models from a link, `name,name`: the ones offered here, besides the page's `model`, in
+    order, each once, at most `most`; one note per name that was dropped."""
+    names: list[str] = []
+    problems: list[str] = []
+    for piece in filter(None, (p.strip() for p in str(text).split(","))):
+        if piece == model or piece in names:
+            continue  # the page's own model, or named twice: nothing to add
+        if piece not in offered:
+            problems.append(f"The link's model {quote(piece)} is not offered here; it was dropped from the comparison.")
+        elif len(names) >= most:
+            problems.append(f"At most {most} other models are compared; {quote(piece)} was dropped.")
+        else:
+            names.append(piece)
+    return names, problems

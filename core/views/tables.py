@@ -62,3 +62,21 @@ def step_table(prompt_text: str, seq: Sequence, choices: int = 5, distribution: 
         text += s.token
     return rows
 
+
+def cross_table(comparison) -> list[dict]:
+    """Model against model (`core.model_comparison.ModelComparison`): one row per model and run (its best
+    sequence), with its perplexity under its own model and under every other model of the comparison. A
+    column whose scoring model has another tokenizer than the run's says that it counts its own tokens."""
+    rows = []
+    for model, result, runs in zip(comparison.models, comparison.results, comparison.cross):
+        for run, scores in zip(result.runs, runs):
+            row = {"model": model, "run": run.name, "tokens": len(run.best.ids)}
+            for score in scores:
+                if score.model == model:
+                    row["perplexity (own model)"] = _rounded(score.perplexity, 2)
+                    continue
+                how = "" if score.own_tokens else f" (in {score.model}'s tokens)"
+                row[f"perplexity under {score.model}{how}"] = _rounded(score.perplexity, 2)
+            rows.append(row)
+    columns = list(dict.fromkeys(c for row in rows for c in row))  # a row's columns depend on its model
+    return [{c: row.get(c, "—") for c in columns} for row in rows]  # "—": a run is not scored twice by its own model
