@@ -139,3 +139,25 @@ def test_the_compare_page_shows_two_models_side_by_side():
     assert not at.exception and at.sidebar.multiselect(key="compare__vs").value == ["shakespeare-lstm"]
     assert ["The link's model 'nope' is not offered here; it was dropped from the comparison."] == [
         shown(w.value) for w in at.warning]
+
+
+def test_on_vllm_each_model_goes_to_a_server_that_serves_it_else_runs_beside_it():
+    from core.backends import open_models
+    from core.errors import PlaygroundError
+
+    served = {"http://a:8000": "shakespeare-gpt2", "http://b:8000": "shakespeare-transformer-lm"}
+
+    def connect(url, name):  # what core.backends.vllm.connect answers, without a server
+        if served[url] != name:
+            raise PlaygroundError(f"The vLLM server at {url} serves {served[url]}, not {name}.")
+        return ("served", url, name)
+
+    names = ["shakespeare-transformer-lm", "shakespeare-gpt2", "shakespeare-lstm"]
+    models, notes = open_models(names, backend="vllm", servers=list(served), connect=connect, device="cpu")
+    assert models[:2] == [("served", "http://b:8000", "shakespeare-transformer-lm"),
+                          ("served", "http://a:8000", "shakespeare-gpt2")]
+    assert models[2].label == "shakespeare-lstm" and not models[2].remote
+    assert notes == ["shakespeare-lstm runs in this process beside the vLLM server(s): The vLLM server at "
+                     "http://a:8000 serves shakespeare-gpt2, not shakespeare-lstm."]
+    with pytest.raises(InvalidSetting, match="needs --server"):
+        open_models(names, backend="vllm", servers=[])
