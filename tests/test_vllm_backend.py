@@ -357,6 +357,10 @@ SENT_FOR = [  # a run, and the request the backend sends for it or the reason it
     (DecodeSettings("sample", eta_cutoff=3e-4), _NO_CUTOFFS),
     (DecodeSettings("contrastive", penalty_alpha=0.6, top_k=4), "vLLM has no contrastive search"),
     (DecodeSettings("beam", num_beams=4, num_beam_groups=2, diversity_penalty=0.5), "vLLM has no group beam search"),
+    # a second model (an amateur) cannot join a server's run: refused by name, and nothing loaded here for it
+    (DecodeSettings("contrastive_decoding", amateur_model="shakespeare-lstm"), "vLLM has no contrastive decoding"),
+    (DecodeSettings("contrastive_decoding", amateur_model="shakespeare-lstm", num_beams=3),
+     "vLLM has no contrastive decoding beam search"),
 ]
 
 
