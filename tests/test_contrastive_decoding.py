@@ -216,3 +216,16 @@ def test_the_command_line_and_the_line_up_carry_the_amateur(capsys):
     assert cli.main(["decode", "--model", EXPERT, "--prompt", "x", "--strategy", "contrastive_decoding",
                      "--amateur-model", "nope", "--max-new-tokens", "2"]) == 2
     assert capsys.readouterr().err.startswith("error: amateur_model='nope' cannot be used")
+
+
+def test_a_recipe_says_generate_has_no_contrastive_decoding_and_how_to_reproduce_it(expert):
+    from core.views import recipe
+
+    runs = lineup_syntax.parse_lineup("greedy;contrastive_decoding(amateur_model=shakespeare-lstm)", max_new_tokens=3,
+                                      seed=0)
+    result = expert.compare(PROMPTS[0], runs)
+    snippet = recipe.generate_snippet(recipe.recipe(result, runs, PROMPTS[0]))
+    assert snippet.count("out = model.generate(") == 1  # the greedy run only
+    assert "# generate() has no contrastive_decoding, so this script cannot run it" in snippet
+    assert "--lineup 'contrastive_decoding(amateur_model=shakespeare-lstm)' --max-new-tokens 3" in snippet
+    compile(snippet, "recipe.py", "exec")  # still a script that runs
