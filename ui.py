@@ -16,6 +16,7 @@ from core import limits, serving
 from core.decoding.settings import DecodeSettings
 from core.errors import PlaygroundError
 from core.models import registry
+from core.models.lm import ENGINES
 from core.playground import DecodeResult, Playground
 from core.decoding import lineup as lineup_syntax
 from core.views import share
@@ -250,7 +251,8 @@ def sidebar(page: str, schema: dict, title: str) -> Playground:
         fail(str(exc))
         st.stop()
     st.sidebar.caption(f"Device: **{pg.device}** ({pg.dtype}) · context {pg.facts.context_length} tokens · "
-                       f"vocabulary {pg.facts.vocab_size:,}")
+                       f"vocabulary {pg.facts.vocab_size:,} · forward: **{pg.engine}**",
+                       help=ENGINES.get(pg.engine))
     if is_remote(pg):
         with st.expander("What the vLLM backend cannot show", icon=":material/cloud:"):
             st.text("\n".join(f"- {line}" for line in pg.cannot_show()))

@@ -31,7 +31,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--new-tokens", type=int, default=64)
     args = parser.parse_args()
-    pg = gpt2_small_playground("cpu")
+    pg = gpt2_small_playground("cpu", forward="transformers")  # what is compiled is transformers' forward
     run = [DecodeSettings(max_new_tokens=args.new_tokens)]
     print(f"load before: {os.getloadavg()}; {torch.get_num_threads()} threads, {args.new_tokens} new tokens")
 

@@ -162,7 +162,7 @@ def _score_table(result) -> str:
 
 
 def _table(result) -> str:
-    lines = [f"model {result.model} on {result.device}; prompt {len(result.prompt_ids)} tokens"]
+    lines = [f"model {result.model} on {result.device} ({result.engine} forward); prompt {len(result.prompt_ids)} tokens"]
     lines += [f"note: {n}" for n in result.notices]
     for run in result.runs:
         f = run.best.figures()
@@ -223,7 +223,8 @@ def _run(args) -> int:
     if args.command == "detect":
         settings, threshold = detect_settings(args)  # checked before the model loads
     pg = open_playground(args.model or registry.default_model(), backend=args.backend, server=args.server,
-                         device=args.device, allow_paths=True, full_vocabulary=args.full_vocabulary)
+                         device=args.device, allow_paths=True, full_vocabulary=args.full_vocabulary,
+                         forward=args.forward)
     if args.command == "detect":
         from core import watermark
 
@@ -314,7 +315,8 @@ def run_model_comparison(args) -> int:
     else:
         runs = default_lineup(args.max_new_tokens, args.seed)
     models, notices = open_models(args.models, backend=args.backend, servers=[args.server] if args.server else [],
-                                  device=args.device, allow_paths=True, full_vocabulary=args.full_vocabulary)
+                                  device=args.device, allow_paths=True, full_vocabulary=args.full_vocabulary,
+                                  forward=args.forward)
     model_comparison.check_models(models)
     for pg in models:
         lineup_syntax.validate_lineup(runs, pg.check)
@@ -453,7 +455,8 @@ def run_report(args) -> int:
     report.check_request(prompts, runs, args.human_count)
     heldout = report.load_passages(args.human_file) if args.human_count != 0 else []
     pg = open_playground(args.model or registry.default_model(), backend=args.backend, server=args.server,
-                         device=args.device, allow_paths=True, full_vocabulary=args.full_vocabulary)
+                         device=args.device, allow_paths=True, full_vocabulary=args.full_vocabulary,
+                         forward=args.forward)
     result = report.make_report(pg, prompts, runs, human=heldout, human_count=args.human_count)
     for notice in result.notices:
         print(f"note: {notice}", file=sys.stderr)

@@ -23,7 +23,7 @@ from core.decoding.trace import DISTRIBUTIONS, BeamNode, Candidate, RunTrace, Se
 from core.errors import InvalidSetting, PlaygroundError
 from core.models import loaded as loaded_models
 from core.models import registry
-from core.models.lm import ModelFacts, StepModel
+from core.models.lm import ModelFacts, StepModel, forward_choice
 
 
 def default_lineup(max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, seed: int = 0) -> list[DecodeSettings]:
@@ -53,12 +53,14 @@ class DecodeResult:
     notices: list[str] = field(default_factory=list)
     seconds: float = 0.0
     dtype: str = "float32"  # of the weights the runs were decoded with
+    engine: str = ""  # the forward pass that decoded them: lean, transformers, native (our models), vllm
     # what the model was loaded by (a name or a folder's path): only the recipe reads it, to find the model's
     # files; to_dict leaves it out, so no export carries a path
     loaded_from: str = field(default="", repr=False)
 
     def to_dict(self) -> dict:
-        return {"model": self.model, "device": self.device, "dtype": self.dtype, "prompt_ids": self.prompt_ids,
+        return {"model": self.model, "device": self.device, "dtype": self.dtype, "engine": self.engine,
+                "prompt_ids": self.prompt_ids,
                 "prompt_text": self.prompt_text, "notices": self.notices, "seconds": self.seconds,
                 "distributions": DISTRIBUTIONS, "runs": [r.to_dict() for r in self.runs]}
 
@@ -81,20 +83,25 @@ class Playground:
         self.facts = lm.facts if lm is not None else facts
         self.parameters = sum(p.numel() for p in model.parameters()) if model is not None else 0
         self.allow_paths = False  # whether another model this one is asked to use may be a folder (`other`)
+        self.forward: str | None = None  # the forward asked for (`load`), which the models it uses (`other`) follow
         self._fingerprint: tuple | None = None
         self._token_text = lru_cache(maxsize=None)(self._decode_one)
 
     @classmethod
-    def load(cls, name: str, *, device: str | None = None, allow_paths: bool = False) -> "Playground":
+    def load(cls, name: str, *, device: str | None = None, allow_paths: bool = False,
+             forward: str | None = None) -> "Playground":
         """The model `name`, loaded once per process (`core.models.loaded`) and shared: every Playground of
-        it holds the same weights, which nothing changes."""
-        return _playground(cls, name, loaded_models.load(name, device=device, allow_paths=allow_paths), allow_paths)
+        it holds the same weights, which nothing changes. `forward`: which forward pass decodes
+        (`core.models.lm.FORWARDS`; None: $PLAYGROUND_FORWARD or auto)."""
+        forward = forward_choice(forward)  # a bad choice is refused before the model is loaded
+        loaded = loaded_models.load(name, device=device, allow_paths=allow_paths)
+        return _playground(cls, name, loaded, allow_paths, forward)
 
     def other(self, name: str) -> "Playground":
         """Another model on this one's device, loaded once per process, as a Playground: an amateur, a
         draft, or another model of a comparison. A folder only where this one could be one (the command
         line), never from a link."""
-        return Playground.load(name, device=self.device, allow_paths=self.allow_paths)
+        return Playground.load(name, device=self.device, allow_paths=self.allow_paths, forward=self.forward)
 
     @cached_property
     def tokenizer_digest(self) -> str:
@@ -114,6 +121,11 @@ class Playground:
         return str(self.lm.device)
 
     @property
+    def engine(self) -> str:
+        """The forward pass that decodes: the adapter's (lean, transformers, native), else the backend's name."""
+        return getattr(self.lm, "engine", self.backend) if self.lm is not None else self.backend
+
+    @property
     def device_type(self) -> str:
         """What the request budget is sized for (`limits.budget`)."""
         return self.lm.device.type
@@ -127,7 +139,7 @@ class Playground:
         if self._fingerprint is None:
             import transformers
 
-            self._fingerprint = (self.name, registry.model_revision(self.name), self.device, self.dtype,
+            self._fingerprint = (self.name, registry.model_revision(self.name), self.device, self.dtype, self.engine,
                                  torch.__version__, transformers.__version__)
         return self._fingerprint
 
@@ -222,7 +234,7 @@ class Playground:
                                    forced_ids=forced_ids, on_step=on_step, others=others)
         traces = [self._trace(r, len(ids)) for r in raw_runs]
         return DecodeResult(self.label, self.device, ids, self.text(ids), traces, notices,
-                            time.perf_counter() - started, self.dtype, loaded_from=self.name)
+                            time.perf_counter() - started, self.dtype, self.engine, loaded_from=self.name)
 
     def decode_ids(self, ids: list[int], runs: list[DecodeSettings], notices: list[str], *, top_n: int,
                    keep_distributions: bool, forced_ids: list[int] | None, on_step,
@@ -334,13 +346,15 @@ def _check_other_contexts(runs: list[DecodeSettings], others: list[dict[str, Pla
                     f"{prompt_len} and max_new_tokens={s.max_new_tokens}; shorten the prompt or max_new_tokens.")
 
 
-def _playground(cls, name: str, loaded: loaded_models.LoadedModel, allow_paths: bool) -> Playground:
-    """One Playground per class, name and loaded model, so its token texts and fingerprint are computed once;
-    kept on the loaded model, so it goes when the model goes."""
-    key = (cls, name, allow_paths)
+def _playground(cls, name: str, loaded: loaded_models.LoadedModel, allow_paths: bool, forward: str) -> Playground:
+    """One Playground per class, name, loaded model and forward pass, so its token texts and fingerprint are
+    computed once; kept on the loaded model, so it goes when the model goes."""
+    lm = loaded.adapter(forward)
+    key = (cls, name, allow_paths, lm.engine)
     if key not in loaded.built:
-        pg = cls(name, loaded.lm, loaded.tokenizer, loaded.model)
+        pg = cls(name, lm, loaded.tokenizer, loaded.model)
         pg.allow_paths = allow_paths
+        pg.forward = forward
         loaded.built.setdefault(key, pg)
     return loaded.built[key]
 

@@ -131,6 +131,18 @@ def test_a_value_is_quoted_short_and_on_one_line():
     assert "\n" not in share.quote("a\nb") and "\\n" in share.quote("a\nb")
 
 
+@given(text=NASTY)
+@hsettings(max_examples=200, deadline=None)
+def test_the_forward_choice_is_a_known_name_or_one_short_sentence(text):
+    """--forward is argparse's choice, but $PLAYGROUND_FORWARD is read as it is."""
+    from core.models.lm import FORWARDS, forward_choice
+
+    try:
+        assert forward_choice(text) in FORWARDS
+    except InvalidSetting as exc:
+        assert text not in FORWARDS and "\n" not in str(exc) and len(str(exc)) < 250
+
+
 # ---- settings whose maths would overflow, and the Python API's types -------------------------------------
 
 @pytest.mark.parametrize("changes, fragment", [

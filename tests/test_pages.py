@@ -46,7 +46,8 @@ def test_every_page_runs_with_its_sidebar(name):
     assert at.sidebar.selectbox(key=f"{name}_model").value == registry.default_model() == "shakespeare-gpt2"
     assert at.sidebar.number_input(key=f"{name}_seed").value == 0
     assert at.sidebar.slider(key=f"{name}_max_new_tokens").value == 12
-    assert any("Device: **cpu**" in c.value for c in at.sidebar.caption)
+    # the shipped default is a GPT-2: it decodes through the lean forward pass, and the sidebar says so
+    assert any("Device: **cpu**" in c.value and "forward: **lean**" in c.value for c in at.sidebar.caption)
 
 
 def test_entry_file_navigates_to_compare():

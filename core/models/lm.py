@@ -8,11 +8,28 @@ step for the last layer's hidden states.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
 from transformers.cache_utils import DynamicLayer
+
+from core.errors import InvalidSetting, quote
+
+# Which forward pass decodes a transformers model: "auto" (the lean one where it runs the model, else
+# transformers'), "lean" (refuse a model it cannot run) or "transformers" (transformers' own forward).
+FORWARDS = ("auto", "lean", "transformers")
+FORWARD_ENV = "PLAYGROUND_FORWARD"
+# what each adapter's `engine` means, for the sidebar (a backend elsewhere names itself: vllm)
+ENGINES = {
+    "lean": "GPT-2 through our lean forward pass (one preallocated KV cache, scaled_dot_product_attention, the "
+            f"head's weight kept transposed): transformers' tokens, faster. {FORWARD_ENV}=transformers (or "
+            "--forward transformers) decodes with transformers' own forward instead.",
+    "transformers": f"transformers' own forward pass and KV cache ({FORWARD_ENV}=auto picks the lean one for GPT-2).",
+    "native": "the model's own prefill and step (the shipped Shakespeare Transformer and LSTM).",
+    "vllm": "the vLLM server's own.",
+}
 
 
 @dataclass(frozen=True)
@@ -27,6 +44,7 @@ class ModelFacts:
 class StepModel(Protocol):
     facts: ModelFacts
     device: torch.device
+    engine: str  # which forward pass this is, as results and the sidebar name it
 
     def prefill(self, input_ids: torch.Tensor, *, hidden_states: bool = False) -> tuple:
         """input_ids (1, T) -> last-position logits (1, V) in float32, and the state; with
@@ -70,15 +88,49 @@ def model_facts(model: torch.nn.Module) -> ModelFacts:
     )
 
 
-def adapter_for(model: torch.nn.Module) -> "StepModel":
-    """Our own models decode through their own state; transformers' models through their KV cache."""
+def forward_choice(forward: str | None = None) -> str:
+    """The forward pass asked for: `forward` if given, else $PLAYGROUND_FORWARD, else auto."""
+    chosen = forward if forward is not None else os.environ.get(FORWARD_ENV, "auto")
+    if chosen not in FORWARDS:
+        raise InvalidSetting(f"forward must be one of {', '.join(FORWARDS)}, got {quote(chosen)} (from --forward or "
+                             f"${FORWARD_ENV}); auto picks the lean forward for GPT-2.")
+    return chosen
+
+
+def engine_for(model: torch.nn.Module, forward: str | None = None) -> str:
+    """Which adapter decodes `model` when `forward` is asked for: "native" (our own models, through their
+    own state), "lean" (transformers' GPT-2, `core.models.lean_gpt2`, unless transformers' own forward is
+    asked for) or "transformers" (any other transformers model, through its forward and KV cache)."""
     if all(hasattr(model, name) for name in ("prefill", "step", "select_rows")):
+        return "native"
+    chosen = forward_choice(forward)
+    if chosen != "transformers":
+        from core.models import lean_gpt2
+
+        why_not = lean_gpt2.unsupported(model)
+        if why_not is None:
+            return "lean"
+        if chosen == "lean":
+            raise InvalidSetting(f"forward=lean cannot decode this model: {why_not}; use forward=auto or transformers.")
+    return "transformers"
+
+
+def adapter_for(model: torch.nn.Module, forward: str | None = None) -> "StepModel":
+    """The engine's view of `model` (`engine_for` says which)."""
+    engine = engine_for(model, forward)
+    if engine == "native":
         return NativeLM(model)
+    if engine == "lean":
+        from core.models.lean_gpt2 import LeanGPT2
+
+        return LeanGPT2(model)
     return HFCausalLM(model)
 
 
 class NativeLM:
     """A model of core.models.architectures: it keeps its state (KV cache or LSTM state) itself."""
+
+    engine = "native"
 
     def __init__(self, model: torch.nn.Module):
         self.model = model
@@ -103,6 +155,8 @@ class NativeLM:
 
 class HFCausalLM:
     """A transformers `*ForCausalLM` behind the engine's interface. Never mutates the model."""
+
+    engine = "transformers"
 
     def __init__(self, model: torch.nn.Module):
         self.model = model

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from core.models import registry
-from core.models.lm import StepModel, adapter_for
+from core.models.lm import StepModel, adapter_for, engine_for
 
 DEFAULT_MAX_LOADED = 4
 
@@ -52,6 +52,16 @@ class LoadedModel:
 
     def __post_init__(self):
         self.parameters = sum(p.numel() for p in self.model.parameters())
+        self.built[("lm", self.lm.engine)] = self.lm
+
+    def adapter(self, forward: str | None = None) -> StepModel:
+        """The engine's view of the model through `forward` (`core.models.lm.FORWARDS`; None:
+        $PLAYGROUND_FORWARD or auto): `lm` when it is that one, else built once and kept (the lean one
+        holds a transposed copy of the head, so it is never built twice)."""
+        key = ("lm", engine_for(self.model, forward))
+        if key not in self.built:
+            self.built.setdefault(key, adapter_for(self.model, forward))
+        return self.built[key]
 
 
 def tokenizer_digest(tokenizer) -> str:
