@@ -479,7 +479,8 @@ def run_sweep(args) -> int:
     report.sweep.check_budget(prompts, report.sweep.sweep_points(base, specs))
     heldout = report.load_passages(args.human_file) if args.human_count != 0 else []
     pg = open_playground(args.model or registry.default_model(), backend=args.backend, server=args.server,
-                         device=args.device, allow_paths=True, full_vocabulary=args.full_vocabulary)
+                         device=args.device, allow_paths=True, full_vocabulary=args.full_vocabulary,
+                         forward=args.forward)
     result = report.make_sweep(pg, prompts, base, specs, human=heldout, human_count=args.human_count)
     for notice in result.notices:
         print(f"note: {notice}", file=sys.stderr)
