@@ -26,7 +26,7 @@ from core.errors import InvalidSetting, PlaygroundError
 from core.models.lm import ModelFacts, StepModel
 from core.decoding.settings import DecodeSettings
 from core.decoding.strategies import strategy_class
-from core.decoding.strategies.base import RawRun, Strategy
+from core.decoding.strategies.base import RawRun, Strategy, raw_figures
 
 StepCallback = Callable[[int, list[list[int]]], None]
 
@@ -54,6 +54,8 @@ def decode_batch(lm: StepModel, prompt_ids: list[int], runs: list[DecodeSettings
         logits, state, hidden = _forward(lm.prefill, (prompt,), hidden_states)  # (1, V), state, (1, T, H)
         total = sum(o.rows for o in objs)
         state = lm.select_rows(state, torch.zeros(total, dtype=torch.long, device=device))
+        # the trace's raw figures once per step for the whole batch (at the prompt: once for its one row)
+        raw = raw_figures(logits, top_n).expand(total)
         logits = logits.expand(total, -1)
         hidden = hidden.expand(total, -1, -1) if hidden is not None else None
         active, step = objs, 0
@@ -61,6 +63,7 @@ def decode_batch(lm: StepModel, prompt_ids: list[int], runs: list[DecodeSettings
             next_ids, sources, still, offset = [], [], [], 0
             for run in active:
                 block = slice(offset, offset + run.rows)
+                run.shared_raw = raw.rows(block)
                 ids, rows = run.advance(logits[block], hidden[block] if run.needs_hidden_states else None)
                 if not run.done:
                     next_ids.append(ids)
@@ -76,6 +79,7 @@ def decode_batch(lm: StepModel, prompt_ids: list[int], runs: list[DecodeSettings
             if rows.shape[0] != offset or not torch.equal(rows, torch.arange(offset, device=device)):
                 state = lm.select_rows(state, rows)
             logits, state, hidden = _forward(lm.step, (torch.cat(next_ids)[:, None], state), hidden_states)
+            raw = raw_figures(logits, top_n)
             active = still
     except torch.OutOfMemoryError as exc:
         rows = sum(s.rows for s in runs)

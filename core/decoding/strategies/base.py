@@ -88,20 +88,53 @@ class RawRun:
     beam_tree: list[RawBeamNode] | None = None
 
 
-class RowStats:
-    """Per-step statistics of a block of rows, computed once per step and looked up per token later."""
+class RawRows(NamedTuple):
+    """This step's figures of the raw distribution for a block of rows. None of them depends on a run's
+    processors, so the engine computes them once per step for the whole batch (`raw_figures`) and gives
+    each run its rows (`Strategy.raw`); a run without them computes its own."""
+    logprobs: torch.Tensor  # (R, V) log_softmax of the logits
+    top_ids: torch.Tensor  # (R, n) the top-N, most likely first
+    top_probs: torch.Tensor  # (R, n)
+    entropy: torch.Tensor  # (R,) nats
+    curve_ranks: torch.Tensor  # (R, B) the cumulative curve's points (`cumulative_curve`)
+    curve_mass: torch.Tensor  # (R, B)
 
-    def __init__(self, raw_logprobs, processed_logprobs, kept, banned, top_n, keep_distributions):
-        probs = raw_logprobs.exp()
-        top_lp, self.top_ids = raw_logprobs.topk(top_n, dim=-1)
-        self.top_probs = top_lp.exp()
-        self.entropy = torch.special.entr(probs).sum(-1)
-        if processed_logprobs is raw_logprobs:  # no processor changed anything: skip the copies
+    def rows(self, block) -> "RawRows":
+        """The figures of rows `block` (a slice: views, no copy)."""
+        return RawRows(*(f[block] for f in self))
+
+    def expand(self, rows: int) -> "RawRows":
+        """One row's figures as `rows` identical rows (views, no copy): the prompt's, for every run."""
+        return RawRows(*(f.expand(rows, *f.shape[1:]) for f in self))
+
+
+def raw_figures(logits: torch.Tensor, top_n: int) -> RawRows:
+    """The raw distribution's figures for every row of `logits` (R, V): one pass of each operation
+    over all rows, however many runs they belong to."""
+    return figures_of_logprobs(F.log_softmax(logits, dim=-1), top_n)
+
+
+def figures_of_logprobs(logprobs: torch.Tensor, top_n: int) -> RawRows:
+    probs = logprobs.exp()
+    top_lp, top_ids = logprobs.topk(min(top_n, logprobs.shape[-1]), dim=-1)
+    ranks, mass = cumulative_curve(logprobs, probs)
+    return RawRows(logprobs, top_ids, top_lp.exp(), torch.special.entr(probs).sum(-1), ranks, mass)
+
+
+class RowStats:
+    """Per-step statistics of a block of rows, computed once per step and looked up per token later.
+    `raw`: the rows' `RawRows` (or their raw log-probs, from which they are computed here)."""
+
+    def __init__(self, raw, processed_logprobs, kept, banned, top_n, keep_distributions):
+        if isinstance(raw, torch.Tensor):
+            raw = figures_of_logprobs(raw, top_n)
+        self.top_ids, self.top_probs, self.entropy = raw.top_ids, raw.top_probs, raw.entropy
+        self.curve_ranks, self.curve_mass = raw.curve_ranks, raw.curve_mass
+        if processed_logprobs is raw.logprobs:  # no processor changed anything: skip the copies
             self.top_processed, self.processed_entropy = self.top_probs, self.entropy
         else:
             self.top_processed = processed_logprobs.gather(1, self.top_ids).exp()
             self.processed_entropy = torch.special.entr(F.softmax(processed_logprobs, dim=-1)).sum(-1)
-        self.curve_ranks, self.curve_mass = cumulative_curve(raw_logprobs, probs)
         self.kept = kept  # name -> (R,) counts
         self.banned = banned  # name -> list (per row) of id lists
         self.distributions = processed_logprobs.cpu() if keep_distributions else None
@@ -134,12 +167,16 @@ def cumulative_curve(raw_logprobs: torch.Tensor, probs: torch.Tensor):
 
 
 def chosen_figures(raw_lp, proc_lp, ids) -> ChosenRows:
-    """Log-probs and 1-based ranks of the chosen ids under both distributions. ids: (R,)."""
+    """Log-probs and 1-based ranks of the chosen ids under both distributions. ids: (R,). When no
+    processor changed anything (`proc_lp is raw_lp`) the figures are computed once."""
     col = ids[:, None]
     raw = raw_lp.gather(1, col)
+    rank = (raw_lp > raw).sum(-1) + 1
+    if proc_lp is raw_lp:
+        return ChosenRows(logprob=raw.squeeze(1), processed_logprob=raw.squeeze(1), rank=rank, processed_rank=rank)
     proc = proc_lp.gather(1, col)
     return ChosenRows(logprob=raw.squeeze(1), processed_logprob=proc.squeeze(1),
-                      rank=(raw_lp > raw).sum(-1) + 1, processed_rank=(proc_lp > proc).sum(-1) + 1)
+                      rank=rank, processed_rank=(proc_lp > proc).sum(-1) + 1)
 
 
 def curve_points(ranks: list[float], mass: list[float]) -> list[tuple[int, float]]:
@@ -249,9 +286,19 @@ class Strategy:
         self.stats: list[RowStats] = []  # one per step
         self.done = False
         self.eos = torch.tensor(facts.eos_token_ids, dtype=torch.long, device=prompt.device)
+        self.shared_raw: RawRows | None = None  # the engine's raw figures for this step's rows (`raw`)
 
     def advance(self, logits: torch.Tensor, hidden: torch.Tensor | None = None):
         raise NotImplementedError
+
+    def raw(self, logits: torch.Tensor) -> RawRows:
+        """This step's raw figures for the rows of `logits` (the run's block, as `advance` got it): those
+        the engine computed for the whole batch and left in `shared_raw` before calling `advance`, else
+        computed here. A strategy that needs them for a part of its rows slices them (`RawRows.rows`)."""
+        shared, self.shared_raw = self.shared_raw, None
+        if shared is not None and shared.logprobs.shape == logits.shape:
+            return shared
+        return raw_figures(logits, self.top_n)
 
     def best_so_far(self) -> list[int]:
         return self.sequences[0, self.prompt_len:].tolist()

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 
 from core.decoding.knobs import Runs, knob, num, off_only
 from core.decoding.processors import apply_processors
@@ -121,9 +120,10 @@ class BeamSearch(Strategy):
 
     def advance(self, logits, hidden=None):
         step = len(self.stats)
-        raw_lp = F.log_softmax(logits, dim=-1)
+        raw = self.raw(logits)
+        raw_lp = raw.logprobs
         step_scores, proc_lp, kept, banned = self.scores(logits, raw_lp)
-        self.stats.append(RowStats(raw_lp, proc_lp, kept, banned, self.top_n, self.keep_distributions))
+        self.stats.append(RowStats(raw, proc_lp, kept, banned, self.top_n, self.keep_distributions))
 
         topk_log_probs, src, ids = self._get_top_k_continuations(step_scores)
         # a candidate stops when it is an end-of-text or reaches the length limit
@@ -196,7 +196,8 @@ class BeamSearch(Strategy):
     def _record_tree(self, step, raw_lp, proc_lp, src, ids, topk_log_probs, hits, did_finish, fin_lp,
                      next_l, keep_l) -> list[Hypothesis]:
         """One tree node per candidate (kept, finished or pruned) and the hypothesis it would extend."""
-        chosen = chosen_figures(raw_lp[src], proc_lp[src], ids).to_host()
+        rows = raw_lp[src]  # (K, V): a copy, made once when no processor changed anything
+        chosen = chosen_figures(rows, rows if proc_lp is raw_lp else proc_lp[src], ids).to_host()
         src_l, ids_l, scores_l = src.tolist(), ids.tolist(), topk_log_probs[0].tolist()
         fin_l, hits_l, stopped_l = fin_lp[0].tolist(), did_finish[0].tolist(), hits[0].tolist()
         candidates = []

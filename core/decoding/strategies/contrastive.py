@@ -70,23 +70,25 @@ class ContrastiveSearch(Strategy):
         self.finish = "max_new_tokens"
 
     def advance(self, logits, hidden=None):
+        raw = self.raw(logits)
         if self.pending is None:  # the prefill: the prompt's hidden states are the first context
             self.context_hidden = hidden[:1]
-            return self._propose(logits[:1], source_row=0)
+            return self._propose(logits[:1], raw.rows(slice(0, 1)), source_row=0)
         next_hidden = hidden[:, -1:, :]  # (K, 1, H): each candidate's state at its own position
         selected = self._rank_candidates(next_hidden)
         self._commit(selected, next_hidden[selected])
         if self.done:
             return self.sequences[0, -1:].expand(self.rows), torch.zeros(self.rows, dtype=torch.long, device=logits.device)
-        return self._propose(logits[selected:selected + 1], source_row=selected)
+        return self._propose(logits[selected:selected + 1], raw.rows(slice(selected, selected + 1)),
+                             source_row=selected)
 
-    def _propose(self, row_logits, source_row: int):
+    def _propose(self, row_logits, raw, source_row: int):
         """Feed the top_k tokens of the processed distribution, every one continuing `source_row`."""
-        raw_lp = F.log_softmax(row_logits, dim=-1)
+        raw_lp = raw.logprobs
         scores, kept, banned = apply_processors(self.processors, self.sequences, row_logits)
         proc_lp = raw_lp if scores is row_logits else F.log_softmax(scores, dim=-1)
         top_k_probs, top_k_ids = torch.topk(F.softmax(scores, dim=-1), dim=-1, k=self.rows)  # (1, K)
-        self.pending = (top_k_probs, top_k_ids[0], raw_lp, proc_lp, kept, banned)
+        self.pending = (top_k_probs, top_k_ids[0], raw, proc_lp, kept, banned)
         return top_k_ids[0], torch.full((self.rows,), source_row, dtype=torch.long, device=row_logits.device)
 
     def _rank_candidates(self, next_hidden) -> int:
@@ -105,12 +107,12 @@ class ContrastiveSearch(Strategy):
 
     def _commit(self, selected: int, hidden) -> None:
         """Append the chosen candidate: its token, its hidden state, and its step of the trace."""
-        _, top_k_ids, raw_lp, proc_lp, kept, banned = self.pending
+        _, top_k_ids, raw, proc_lp, kept, banned = self.pending
         token = top_k_ids[selected:selected + 1]
         kept = {**kept, "top_k": torch.tensor([self.rows])}
         banned = {**banned, "degeneration_penalty": [top_k_ids[:selected].tolist()]}
-        self.stats.append(RowStats(raw_lp, proc_lp, kept, banned, self.top_n, self.keep_distributions))
-        self.records.append((int(token), chosen_figures(raw_lp, proc_lp, token).to_host()[0]))
+        self.stats.append(RowStats(raw, proc_lp, kept, banned, self.top_n, self.keep_distributions))
+        self.records.append((int(token), chosen_figures(raw.logprobs, proc_lp, token).to_host()[0]))
         self.sequences = torch.cat([self.sequences, token[None, :]], dim=-1)
         self.context_hidden = torch.cat([self.context_hidden, hidden[None]], dim=1)
         if len(self.eos) and bool(torch.isin(token, self.eos)):

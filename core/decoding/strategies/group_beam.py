@@ -14,7 +14,6 @@ from __future__ import annotations
 from functools import partial
 
 import torch
-import torch.nn.functional as F
 
 from core.decoding.knobs import knob, num
 from core.decoding.processors import apply_processors
@@ -139,20 +138,20 @@ class GroupBeamSearch(Strategy):
         step = len(self.stats)
         current_tokens = torch.zeros(self.rows, dtype=torch.long, device=logits.device)
         reordering = torch.zeros(self.rows, dtype=torch.long, device=logits.device)
-        raw, processed, banned = [], [], []
+        raw = self.raw(logits)
+        processed, banned = [], []
         for g in range(self.groups):
             rows = slice(g * self.group_size, (g + 1) * self.group_size)
-            raw_lp = F.log_softmax(logits[rows], dim=-1)
+            raw_lp = raw.logprobs[rows]
             proc_lp, _, group_banned = apply_processors(self._processors(g, current_tokens), self.sequences[rows],
                                                         raw_lp)
-            raw.append(raw_lp)
             processed.append(proc_lp)
             banned.append(group_banned)
             scores, tokens, beam_idx = self._beam_group_step(step, g, raw_lp, proc_lp)
             self.beam_scores[rows] = scores
             current_tokens[rows] = tokens
             reordering[rows] = g * self.group_size + beam_idx
-        self.stats.append(RowStats(torch.cat(raw), torch.cat(processed), {}, _merge_banned(banned, self.group_size),
+        self.stats.append(RowStats(raw, torch.cat(processed), {}, _merge_banned(banned, self.group_size),
                                    self.top_n, self.keep_distributions))
         self.sequences = torch.cat([self.sequences[reordering], current_tokens[:, None]], dim=-1)
         self.done = all(self.group_done) or self.sequences.shape[1] >= self.max_length

@@ -43,7 +43,8 @@ class _OneRowPerSequence(Strategy):
 
     def advance(self, logits, hidden=None):
         step = len(self.stats)
-        raw_lp = F.log_softmax(logits, dim=-1)
+        raw = self.raw(logits)
+        raw_lp = raw.logprobs
         scores, proc_lp, kept, banned = self.scores(logits, raw_lp)
         if self.forced is not None:
             next_ids = torch.full((self.rows,), self.forced[step], device=logits.device)
@@ -53,7 +54,7 @@ class _OneRowPerSequence(Strategy):
         if self.facts.pad_token_id is not None and len(self.eos):
             # as generate(): rows that already finished keep receiving the pad token
             next_ids = torch.where(live, next_ids, self.facts.pad_token_id)
-        self.stats.append(RowStats(raw_lp, proc_lp, kept, banned, self.top_n, self.keep_distributions))
+        self.stats.append(RowStats(raw, proc_lp, kept, banned, self.top_n, self.keep_distributions))
         self.records.append((live, next_ids, chosen_figures(raw_lp, proc_lp, next_ids)))
         self.sequences = torch.cat([self.sequences, next_ids[:, None]], dim=-1)
         if len(self.eos):
