@@ -185,6 +185,17 @@ def setting(page: str, name: str, label: str, *, facts=None, where=None, **widge
     helps = share.plain(p.help) if p.help else None
     if p.widget == "choice":
         return where.selectbox(label, p.choices, key=key, help=helps, format_func=share.write_value, **widget)
+    if p.widget == "text":  # a setting that is text: its JSON in a box, read back as a link's value is
+        box = f"{key}__json"
+        if box not in st.session_state:
+            st.session_state[box] = share.write_value(st.session_state[key], name)
+        typed = where.text_input(label, key=box, help=helps, **widget)
+        value, problem = share.read_params({name: typed}, {name: p})
+        if problem:
+            warn(problem[0])
+        else:
+            st.session_state[key] = value[name]
+        return st.session_state[key]
     value = st.session_state[key]
     if not p.allows(value):  # a bound the model sets (the vocabulary), or a model changed since
         st.session_state[key] = p.brought_in(value)

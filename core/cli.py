@@ -43,15 +43,40 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-_TYPES = {"int": int, "float": float, "optional_float": float, "bool": _bool, "bool_or_never": _bool_or_never,
-          "choice": str, "model": str}
+def _text_bias(text: str) -> tuple[str, float]:
+    """TEXT=BIAS (the last '=' splits, so a text may hold one)."""
+    words, eq, bias = text.rpartition("=")
+    try:
+        if not eq:
+            raise ValueError(text)
+        return words, float(bias)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected TEXT=BIAS with a number for BIAS, got {text[:60]!r}") from None
+
+
+def _pair(text: str) -> tuple[int, float]:
+    """START,FACTOR: a whole number and a number."""
+    start, comma, factor = text.partition(",")
+    try:
+        return int(start), float(factor)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected START,FACTOR (a whole number and a number), got {text[:60]!r}") from None
+
+
+# how a flag reads each kind of setting: argparse's type, a switch for true/false, and for a list its nargs or append
+_FLAG_KINDS = {"int": {"type": int}, "float": {"type": float}, "optional_float": {"type": float},
+               "bool": {"type": _bool, "nargs": "?", "const": True}, "bool_or_never": {"type": _bool_or_never},
+               "choice": {"type": str}, "model": {"type": str},
+               "texts": {"type": str, "nargs": "+", "metavar": "TEXT"}, "text": {"type": str, "metavar": "TEXT"},
+               "text_biases": {"type": _text_bias, "action": "append", "metavar": "TEXT=BIAS"},
+               "pair": {"type": _pair, "metavar": "START,FACTOR"}}
 
 
 def add_knob_flag(p: argparse.ArgumentParser, name: str, knob, default, choices=None) -> None:
-    """The flag of one setting, from its declaration: a true/false setting is also a switch (`--watermark`)."""
-    switch = {"nargs": "?", "const": True} if knob.kind == "bool" else {}
-    p.add_argument("--" + name.replace("_", "-"), type=_TYPES[knob.kind], help=knob.help, default=default,
-                   choices=choices or knob.choices or None, **switch)
+    """The flag of one setting, from its declaration: a true/false setting is also a switch (`--watermark`),
+    texts take several values (`--bad-words " king" " queen"`), TEXT=BIAS repeats."""
+    p.add_argument("--" + name.replace("_", "-"), help=knob.help, choices=choices or knob.choices or None,
+                   default=None if knob.kind == "text_biases" else default, **_FLAG_KINDS[knob.kind])
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -148,6 +173,9 @@ def settings_from_args(a: argparse.Namespace):
     from core.decoding.settings import KNOBS, DecodeSettings
 
     values = {name: getattr(a, name) for name, knob in KNOBS.items() if knob.flag}
+    for name, knob in KNOBS.items():  # a list flag's values as the settings hold them: a tuple
+        if knob.flag and knob.kind in ("texts", "text_biases"):
+            values[name] = tuple(values[name] or ())
     if values["num_beams"] is None:
         values["num_beams"] = 5 if a.strategy == "beam" else 1
     return DecodeSettings(max_new_tokens=a.max_new_tokens, seed=a.seed, **values)

@@ -30,6 +30,19 @@ MAX_BEAM_PAGE_BEAMS = 10  # num_beams on the Beam search page, which draws every
 MAX_REPORT_ROWS = 512  # a report is many samples at once: the default one (9 runs, N = 20) has 131 rows
 MAX_SWEEP_POINTS = 48  # points of a report's sweeps in all (values x base runs): a batch of a sweep may hold
 # this many runs, so the points go in one batch per prompt while their rows fit MAX_REPORT_ROWS
+# generate()'s controls that take text (core/decoding/processors/controls.py, core/decoding/stopping.py).
+# StopStringCriteria walks the whole vocabulary once per stop string and character when it is built (in
+# Python: about N x V x (characters + a token's length) steps; 4 of 20 characters took 5.6 s on GPT-2's vocabulary
+# on 2 CPU cores, 8 of 32 took 12 s), so a link's stop strings are few and short
+MAX_STOP_STRINGS = 4
+MAX_STOP_STRING_CHARS = 20
+MAX_TOKEN_TEXTS = 64  # bad words, suppressed tokens, sequence biases: entries of each
+MAX_TOKEN_TEXT_CHARS = 200  # one bad word or biased sequence
+MAX_NEGATIVE_PROMPT_CHARS = 4_000
+MAX_ABS_SEQUENCE_BIAS = 100.0  # logits lie within about +-1e2: past that a bias bans or forces all the same
+MAX_GUIDANCE_SCALE = 100.0  # scale x (conditional - unconditional log-probs) stays far inside float32
+MAX_DECAY_FACTOR = 10.0  # exponential_decay_length_penalty's factor; factor ** steps is checked as well
+MAX_DECAY_GROWTH = 1e30  # factor ** (steps past the start) x |logit| must stay below float32's 3.4e38
 CPU_BUDGET = 2.6e11  # rows x new tokens x parameters
 GPU_FACTOR = 20
 

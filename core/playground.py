@@ -16,6 +16,7 @@ import torch
 
 from core import limits
 from core.decoding import engine
+from core.decoding.knobs import TokenTexts
 from core.decoding.scoring import ScoredToken, ScoreResult, score_ids
 from core.decoding.strategies.base import RawRun, RawSequence
 from core.decoding.settings import DEFAULT_MAX_NEW_TOKENS, DecodeSettings, lineup_seeds, validate
@@ -179,8 +180,13 @@ class Playground:
                                  f"{self.label}'s {self.facts.context_length}-token context.")
         return list(ids)
 
+    def encode_text(self, text: str) -> list[int]:
+        """A setting's text as typed, no special tokens added (so " king" is the word-initial form)."""
+        return TokenTexts(self.tokenizer).ids(text)
+
     def check(self, settings: DecodeSettings) -> None:
-        validate(settings, vocab_size=self.facts.vocab_size, context_length=self.facts.context_length)
+        validate(settings, vocab_size=self.facts.vocab_size, context_length=self.facts.context_length,
+                 encode=self.encode_text)
 
     def check_memory(self, runs: list[DecodeSettings], prompt_len: int,
                      others: list[dict[str, "Playground"]] | None = None) -> None:
@@ -245,7 +251,8 @@ class Playground:
         self.check_memory(runs, len(ids), others)
         return engine.decode_batch(self.lm, ids, runs, top_n=top_n, keep_distributions=keep_distributions,
                                    forced_ids=forced_ids, on_step=on_step,
-                                   others=[{k: pg.lm for k, pg in o.items()} for o in others])
+                                   others=[{k: pg.lm for k, pg in o.items()} for o in others],
+                                   texts=TokenTexts(self.tokenizer, self.lm.device))
 
     # other models --------------------------------------------------------------------------------
     def run_models(self, runs: list[DecodeSettings]) -> list[dict[str, "Playground"]]:
@@ -333,7 +340,7 @@ class Playground:
         reason = raw.finish_reason
         if reason == "max_new_tokens" and prompt_len + len(steps) >= self.facts.context_length:
             reason = "context"
-        return Sequence(raw.ids, self.text(raw.ids), steps, reason, raw.beam_score)
+        return Sequence(raw.ids, self.text(raw.ids), steps, reason, raw.beam_score, raw.finish_detail)
 
 
 def _check_other_contexts(runs: list[DecodeSettings], others: list[dict[str, Playground]], prompt_len: int) -> None:

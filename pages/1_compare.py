@@ -18,7 +18,7 @@ from core.model_comparison import MAX_MODELS
 from core.models import registry
 from core.views import share
 from core.views.share import Param
-from core.decoding.trace import FINISH_REASONS
+from core.views import share
 
 PAGE = "compare"
 SCHEMA = {"prompt": PRESETS["A long long time ago"],
@@ -114,7 +114,7 @@ for i, run in enumerate(result.runs):
         processed = tables.processed_label(run)
         st.caption(f"log-prob **{f.sequence_logprob:.2f}** raw · "
                    f"**{markup.or_na(f.processed_sequence_logprob, '{:.2f}')}** "
-                   f"{processed} · {FINISH_REASONS[run.best.finish_reason]}")
+                   f"{processed} · {share.plain(run.best.finished)}")
         if run.best.steps and not is_remote(pg) and replayable(runs[i]):
             link_to("pipeline", "Its pipeline, step by step", pipeline_view.link_params(
                 prompt=state(PAGE, "prompt"), lineup=state(PAGE, "lineup"), run=i, step=0, model=state(PAGE, "model"),

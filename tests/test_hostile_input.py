@@ -293,3 +293,38 @@ def test_models_not_on_this_machine_are_marked(monkeypatch, tmp_path, capsys):
     (snapshot / "model.safetensors").write_bytes(b"")
     assert registry.model_statuses()["gpt2"].startswith("ready")
     assert main(["models"]) == 0 and "ready (Hugging Face cache)" in capsys.readouterr().out
+
+
+# generate()'s controls that take text (issue 19, item 3) --------------------------------------------------
+TEXT_VALUES = st.one_of(NASTY, st.sampled_from([
+    '[]', '[""]', '["a"]', '["' + "x" * 5000 + '"]', "[" + ",".join(['"a"'] * 500) + "]", '{" king": NaN}',
+    '{" king": 1e999}', '{" king": -1e9}', '{"": 1}', '[1, 2]', '[0, 1e308]', '[-5, 1.5]', "null", '"\\u0000"',
+    "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[",
+    '["a;b", "c,d", "e)f"]', '{"a": true}', '"' + "🦄" * 3000 + '"']))
+CONTROL_NAMES = ["stop_strings", "bad_words", "suppress_tokens", "sequence_bias", "exponential_decay_length_penalty",
+                 "negative_prompt", "guidance_scale", "top_h", "min_new_tokens"]
+
+
+@given(name=st.sampled_from(CONTROL_NAMES), value=TEXT_VALUES, strategy=st.sampled_from(["greedy", "beam", "sample"]))
+@hsettings(max_examples=300, deadline=None)
+def test_a_lineup_with_controls_is_one_sentence_or_checked_settings(playground, name, value, strategy):
+    try:
+        runs = lineup_syntax.parse_lineup(f"{strategy}({name}={value})", max_new_tokens=5, seed=0)
+        lineup_syntax.validate_lineup(runs, playground.check)
+    except InvalidSetting as exc:
+        assert "\n" not in str(exc) and len(str(exc)) < 600
+        return
+    assert len(runs) == 1 and isinstance(runs[0], DecodeSettings)
+
+
+@given(name=st.sampled_from(["stop_strings", "bad_words", "suppress_tokens", "sequence_bias",
+                             "exponential_decay_length_penalty", "negative_prompt"]), value=TEXT_VALUES)
+@hsettings(max_examples=300, deadline=None)
+def test_a_link_with_a_control_keeps_a_checked_value_or_the_default(name, value):
+    from core.decoding.knobs import check_knob
+    from core.decoding.settings import KNOBS
+
+    p = share.Param.from_knob(name)
+    state, problems = share.read_params({name: value}, {name: p})
+    check_knob(name, state[name], KNOBS[name], {})  # what a link keeps is what the knob allows
+    assert len(problems) <= 1 and all("\n" not in x and len(x) < 600 for x in problems)

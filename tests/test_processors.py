@@ -18,15 +18,20 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_every_declaration_reads_declared_settings_in_generates_order():
-    assert [p.name for p in ordered()] == ["diversity_penalty", "repetition_penalty", "no_repeat_ngram", "temperature",
-                                          "plausibility", "top_k", "top_p", "min_p", "typical_p", "epsilon", "eta",
-                                          "watermark"]
+    # generate()'s _get_logits_processor (5.23): guidance, sequence bias, the penalties, bad words, the length
+    # rules, suppressed tokens; then the warpers, top-h after temperature; the watermark last
+    assert [p.name for p in ordered()] == [
+        "guidance", "sequence_bias", "diversity_penalty", "repetition_penalty", "no_repeat_ngram", "bad_words",
+        "min_new_tokens", "exponential_decay_length_penalty", "suppress_tokens", "temperature", "top_h",
+        "plausibility", "top_k", "top_p", "min_p", "typical_p", "epsilon", "eta", "watermark"]
     for p in ordered():
         assert p.does in (RESHAPES, CUTS, BANS) and p.label and all(name in KNOBS for name in p.knobs), p.name
     every = DecodeSettings("sample", temperature=0.7, top_k=40, top_p=0.9, min_p=0.05, typical_p=0.9,
                            epsilon_cutoff=3e-4, eta_cutoff=3e-4, repetition_penalty=1.2, no_repeat_ngram_size=3,
                            watermark=True)
-    assert [name for name, _ in build_processors(every)] == [p.name for p in ordered() if p.build is not None]
+    assert [name for name, _ in build_processors(every)] == [
+        "repetition_penalty", "no_repeat_ngram", "temperature", "top_k", "top_p", "min_p", "typical_p", "epsilon", "eta",
+        "watermark"]
     assert [name for name, _ in build_processors(every.replace(strategy="greedy"))] == [
         "repetition_penalty", "no_repeat_ngram", "watermark"]  # warpers only where generate() samples; the
     # watermark after them all, in every mode (generate() appends it last)

@@ -330,7 +330,9 @@ def test_a_servers_model_names_are_cut_and_plain(fake_server):
 
 
 _ASKS = {"logprobs": 10, "max_tokens": 3, "model": MODEL, "return_tokens_as_token_ids": True,
-         "skip_special_tokens": False}
+         "skip_special_tokens": False,
+         # generate()'s controls vLLM has, sent also when off so that the server's defaults never stand in
+         "min_tokens": 0, "bad_words": [], "logit_bias": {}, "stop": [], "include_stop_str_in_output": True}
 _NO_PENALTY = "vLLM's beam search takes no repetition penalty and stops as early_stopping=false does"
 _NO_CUTOFFS = "vLLM's API has no typical-p, epsilon or eta sampling"
 SENT_FOR = [  # a run, and the request the backend sends for it or the reason it names when it sends none
@@ -382,6 +384,51 @@ def test_what_each_run_sends_or_why_it_sends_nothing(fake_server, run, sent):
         pg.compare("ROMEO.", [run])
     body = state["sent"][0]
     assert body.pop("prompt") == pg.encode_prompt("ROMEO.", 3)[0] and body == sent
+
+
+CONTROLS_REFUSED = [  # generate()'s controls vLLM's API lacks, each refused by name with nothing sent
+    (DecodeSettings("sample", top_h=0.5), "vLLM's API has no top-h sampling"),
+    (DecodeSettings("greedy", guidance_scale=1.5), "vLLM's API has no classifier-free guidance"),
+    (DecodeSettings("greedy", exponential_decay_length_penalty=(2, 1.2)),
+     "vLLM's API has no exponential decay length penalty"),
+    (DecodeSettings("greedy", suppress_tokens=(" lord",)),
+     "vLLM's API has no suppress_tokens (a bias of -100 by logit_bias is not a ban)"),
+    (DecodeSettings("beam", num_beams=2, stop_strings=(".",)), "vLLM's beam search takes no stop strings"),
+    (DecodeSettings("beam", num_beams=2, min_new_tokens=2), "vLLM's beam search takes no min_tokens"),
+    (DecodeSettings("greedy", sequence_bias=((" my lord", 2.0),)),
+     "vLLM's logit_bias takes one token per entry, and the sequence_bias text ' my lord' is 2 tokens"),
+]
+
+
+@pytest.mark.parametrize("run, why", CONTROLS_REFUSED, ids=[s.name() for s, _ in CONTROLS_REFUSED])
+def test_controls_vllm_lacks_are_refused_by_name(fake_server, run, why):
+    url, state = fake_server
+    pg = connect(url, MODEL)
+    run = run.replace(max_new_tokens=3)
+    with pytest.raises(InvalidSetting) as caught:
+        pg.compare("ROMEO.", [run])
+    assert str(caught.value) == f"The vLLM backend can run none of these runs: Skipped on the vLLM backend: {run.name()} ({why})."
+    assert state["sent"] == []
+
+
+def test_the_controls_vllm_has_go_to_the_server(fake_server):
+    """stop, min_tokens, bad_words (as text) and logit_bias (by the id of each one-token text); the finish
+    names the stop string vLLM says it met."""
+    url, state = fake_server
+    pg = connect(url, MODEL)
+    lord = pg.encode_text(" lord")
+    assert len(lord) == 1
+    state["answer"] = {"choices": [{"index": 0, "finish_reason": "stop", "stop_reason": "\n\n", "logprobs": {
+        "tokens": ["token_id:5"], "top_logprobs": [{"token_id:5": -0.1}]}}]}
+    run = DecodeSettings("greedy", max_new_tokens=3, stop_strings=(".", "\n\n"), min_new_tokens=2,
+                         bad_words=(" thee", " thou art"), sequence_bias=((" lord", -4.0),))
+    result = pg.compare("ROMEO.", [run])
+    body = state["sent"][0]
+    body.pop("prompt")
+    assert body == {**_ASKS, "n": 1, "repetition_penalty": 1.0, "temperature": 0.0, "min_tokens": 2,
+                    "bad_words": [" thee", " thou art"], "logit_bias": {str(lord[0]): -4.0}, "stop": [".", "\n\n"]}
+    best = result.runs[0].best
+    assert (best.finish_reason, best.finish_detail) == ("stop_string", "\n\n")
 
 
 def test_a_new_strategy_runs_locally_and_is_refused_by_name_on_vllm(tmp_path, fake_server):

@@ -33,7 +33,8 @@ import torch
 import torch.nn.functional as F
 
 from core.backends.vllm_client import Malformed, VLLMServer, as_sentence, choices, token_id
-from core.decoding.processors import applied_to, apply_processors, build_processors
+from core.decoding.knobs import TokenTexts
+from core.decoding.processors import RunContext, applied_to, apply_processors, build_processors
 from core.decoding.settings import KNOBS, knobs_read
 from core.decoding.strategies.base import RawRun, RawSequence, RawStep, RowStats, chosen_figures, raw_step
 from core.errors import InvalidSetting, ModelUnavailable, PlaygroundError
@@ -138,9 +139,10 @@ class VLLMPlayground(Playground):
         return ALWAYS_MISSING + ([] if self.full_vocabulary else PARTIAL_MISSING)
 
     @staticmethod
-    def unsupported(s) -> str | None:
+    def unsupported(s, texts=None) -> str | None:
         """Why this backend cannot run these settings, or None: what the strategy class and the settings
-        its mode reads do not declare runnable here is refused, by name."""
+        its mode reads do not declare runnable here is refused, by name. `texts` (a `TokenTexts`) lets a
+        setting that is text say whether its tokens suit the server."""
         runs = s.runner.runs_on(BACKEND)
         if runs is None:
             return f"vLLM has no {s.mode.replace('_', ' ')}"
@@ -151,21 +153,24 @@ class VLLMPlayground(Playground):
             taken = k.runs_on(BACKEND)
             if taken is None and getattr(s, name) != k.default:
                 return f"vLLM's API has no {name}"
-            if taken is not None and (why := taken.refuse(s)):
+            if taken is not None and (why := taken.objection(s, texts)):
                 return why
         for p in applied_to(s):  # a processor can be on at its settings' defaults
             if any(KNOBS[name].runs_on(BACKEND) is None for name in p.knobs):
                 return f"vLLM's API has no {p.knobs[0]}"
         return runs.refuse(s)
 
-    @staticmethod
-    def _fields(s) -> dict:
+    def _fields(self, s) -> dict:
         """A completion request's fields for these settings: the strategy's, then every setting's it reads."""
         fields = dict(s.runner.runs_on(BACKEND).send(s))
         for _, k in knobs_read(s.mode):
             if (taken := k.runs_on(BACKEND)) is not None:
-                fields.update(taken.send(s))
+                fields.update(taken.fields(s, self.texts))
         return fields
+
+    @property
+    def texts(self) -> TokenTexts:
+        return TokenTexts(self.tokenizer)
 
     # decoding ------------------------------------------------------------------------------------
     def run_models(self, runs: list) -> list[dict]:
@@ -178,9 +183,9 @@ class VLLMPlayground(Playground):
         if forced_ids is not None or keep_distributions:
             raise InvalidSetting("The vLLM backend cannot follow a given token path or return whole processed "
                                  "distributions; use the local backend for this view.")
-        runnable = [s for s in runs if self.unsupported(s) is None]
+        runnable = [s for s in runs if self.unsupported(s, self.texts) is None]
         for s in runs:
-            if (why := self.unsupported(s)) is not None:
+            if (why := self.unsupported(s, self.texts)) is not None:
                 notices.append(f"Skipped on the vLLM backend: {s.name()} ({why}).")
         if not runnable:
             raise InvalidSetting("The vLLM backend can run none of these runs: " + " ".join(notices))
@@ -214,7 +219,8 @@ class VLLMPlayground(Playground):
             if not ids or len(dists) != len(ids):  # max_tokens >= 1: vLLM always sends a token and its log-probs
                 raise PlaygroundError("The vLLM server's answer has no log-probs for every token; is it vLLM?")
             steps = self._steps(s, prompt_ids, ids, dists, top_n)
-            sequences.append(RawSequence(steps, _finish_reason(choice, ids, self.facts)))
+            reason, detail = _finish_reason(choice, ids, self.facts)
+            sequences.append(RawSequence(steps, reason, finish_detail=detail))
         return RawRun(s, sequences)
 
     def _beam_run(self, s, prompt_ids: list[int], max_new: int, top_n: int) -> RawRun:
@@ -233,7 +239,8 @@ class VLLMPlayground(Playground):
             dists = self._prompt_logprobs(prompt_ids + ids, top_n)[len(prompt_ids):]
             steps = self._steps(s, prompt_ids, ids, dists, top_n)
             score = sum(st.logprob for st in steps) / (max(1, len(ids)) ** s.length_penalty)
-            sequences.append(RawSequence(steps, _finish_reason(choice, ids, self.facts), beam_score=score))
+            reason, detail = _finish_reason(choice, ids, self.facts)
+            sequences.append(RawSequence(steps, reason, beam_score=score, finish_detail=detail))
         return RawRun(s, sequences)
 
     def _prompt_logprobs(self, ids: list[int], top_n: int) -> list[dict[int, float]]:
@@ -256,7 +263,8 @@ class VLLMPlayground(Playground):
 
     def _steps(self, s, prompt_ids: list[int], ids: list[int], dists: list[dict[int, float]], top_n: int) -> list[RawStep]:
         replayable = all(p.replays_on_logprobs for p in applied_to(s))  # the server sends log-probs, not logits
-        processors = build_processors(s) if self.full_vocabulary and replayable else None
+        context = RunContext("cpu", len(prompt_ids), self.facts.eos_token_ids, self.texts)
+        processors = build_processors(s, context) if self.full_vocabulary and replayable else None
         steps = []
         for i, (token, dist) in enumerate(zip(ids, dists)):
             if token not in dist:
@@ -305,10 +313,13 @@ class VLLMPlayground(Playground):
         return ScoreResult(self.name, tokens, unscored_first_token=True, first_token=self.token_text(ids[0]))
 
 
-def _finish_reason(choice: dict, ids: list[int], facts: ModelFacts) -> str:
+def _finish_reason(choice: dict, ids: list[int], facts: ModelFacts) -> tuple[str, str | None]:
+    """(finish reason, the stop string met or None): vLLM names the stop string it met in `stop_reason`."""
     if ids and ids[-1] in facts.eos_token_ids:
-        return "eos"
-    return "max_new_tokens"
+        return "eos", None
+    if choice.get("finish_reason") == "stop" and isinstance(choice.get("stop_reason"), str):
+        return "stop_string", choice["stop_reason"][:1000]
+    return "max_new_tokens", None
 
 
 def _partial_step(s, token: int, dist: dict[int, float], top_n: int) -> RawStep:

@@ -24,6 +24,7 @@ import torch
 
 from core.errors import InvalidSetting, PlaygroundError
 from core.models.lm import ModelFacts, StepModel
+from core.decoding.processors import RunContext
 from core.decoding.settings import DecodeSettings
 from core.decoding.strategies import strategy_class
 from core.decoding.strategies.base import RawRun, Strategy, raw_figures
@@ -35,7 +36,7 @@ StepCallback = Callable[[int, list[list[int]]], None]
 def decode_batch(lm: StepModel, prompt_ids: list[int], runs: list[DecodeSettings], *,
                  top_n: int = 10, keep_distributions: bool = False,
                  forced_ids: list[int] | None = None, on_step: StepCallback | None = None,
-                 others: list[dict[str, StepModel]] | None = None) -> list[RawRun]:
+                 others: list[dict[str, StepModel]] | None = None, texts=None) -> list[RawRun]:
     """Decode every run on one prompt: one prefill, then one forward pass per step for all rows.
 
     Settings must already be validated and prompt + max_new_tokens must fit the context
@@ -43,12 +44,16 @@ def decode_batch(lm: StepModel, prompt_ids: list[int], runs: list[DecodeSettings
     tokens instead of choosing (to read the distributions along a fixed path). `on_step(step, ids)`
     is called after every step with each run's best ids so far. `others[i]`: the models besides `lm`
     that run i uses (`Strategy.other_models`), by the setting that names them; the run drives them itself.
+    `texts` (a `TokenTexts`) turns the settings that are text into ids, for the processors and stopping
+    criteria that take text.
     """
     device = lm.device
     prompt = torch.tensor([prompt_ids], dtype=torch.long, device=device)
+    context = RunContext(device, len(prompt_ids), lm.facts.eos_token_ids, texts, lm)
     try:
         others = others or [{} for _ in runs]
-        objs = [_start(s, prompt, lm.facts, top_n, keep_distributions, forced_ids, o) for s, o in zip(runs, others)]
+        objs = [_start(s, prompt, lm.facts, top_n, keep_distributions, forced_ids, o, context)
+                for s, o in zip(runs, others)]
         # the last hidden states cost nothing extra to return, but only contrastive search reads them
         hidden_states = any(o.needs_hidden_states for o in objs)
         logits, state, hidden = _forward(lm.prefill, (prompt,), hidden_states)  # (1, V), state, (1, T, H)
@@ -89,7 +94,8 @@ def decode_batch(lm: StepModel, prompt_ids: list[int], runs: list[DecodeSettings
     return [o.result() for o in objs]
 
 
-def _start(s: DecodeSettings, prompt, facts: ModelFacts, top_n, keep_distributions, forced_ids, others) -> Strategy:
+def _start(s: DecodeSettings, prompt, facts: ModelFacts, top_n, keep_distributions, forced_ids, others,
+           context) -> Strategy:
     """The run of `s`: an instance of the class registered for its mode."""
     cls = strategy_class(s.mode)
     if forced_ids is not None and not cls.follows_forced_ids:
@@ -97,6 +103,7 @@ def _start(s: DecodeSettings, prompt, facts: ModelFacts, top_n, keep_distributio
     extra = {"forced_ids": forced_ids} if forced_ids is not None else {}
     if others:
         extra["other_lms"] = others
+    extra["context"] = context
     max_new = min(s.max_new_tokens, facts.context_length - prompt.shape[1])
     return cls(s, prompt, facts, max_new, top_n, keep_distributions, **extra)
 

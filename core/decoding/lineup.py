@@ -8,8 +8,10 @@ The app's links, the command line's `--lineup` and the report all read and write
 from __future__ import annotations
 
 import dataclasses
+import json
 
 from core import limits
+from core.decoding.knobs import TEXT_KINDS, from_json, to_json
 from core.decoding.settings import KNOBS, STRATEGIES, DecodeSettings, lineup_seeds
 from core.errors import InvalidSetting, quote
 
@@ -26,15 +28,54 @@ def format_value(value) -> str:
     return format(value, "g") if isinstance(value, float) else str(value)
 
 
+def _spec_value(name: str, value) -> str:
+    """A setting's value in a spec: a number or word as it is; text (texts, a pair) as JSON, which
+    `split_outside_quotes` keeps whole."""
+    if KNOBS[name].kind in TEXT_KINDS:
+        return json.dumps(to_json(KNOBS[name], value), ensure_ascii=False, separators=(",", ":"))
+    return format_value(value)
+
+
 def run_spec(s: DecodeSettings) -> str:
-    changed = [f"{name}={format_value(getattr(s, name))}" for name in _FIELDS
+    changed = [f"{name}={_spec_value(name, getattr(s, name))}" for name in _FIELDS
                if name not in _SKIP and getattr(s, name) != getattr(_DEFAULTS, name)]
     return f"{s.strategy}({','.join(changed)})" if changed else s.strategy
+
+
+def split_outside_quotes(text: str, separators: str) -> list[str]:
+    """`text` cut at each separator that lies outside a JSON string and outside brackets, so a stop
+    string may hold ';' or ',' and a list its commas."""
+    parts, start, depth, quoted, escaped = [], 0, 0, False, False
+    for i, c in enumerate(text):
+        if quoted:
+            if escaped:
+                escaped = False
+            elif c == "\\":
+                escaped = True
+            elif c == '"':
+                quoted = False
+        elif c == '"':
+            quoted = True
+        elif c in "[{":
+            depth += 1
+        elif c in "]}":
+            depth -= 1
+        elif c in separators and depth <= 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return parts
 
 
 def _parse_value(name: str, text: str):
     """A value from a spec, read as its declaration's kind says (core.decoding.settings.KNOBS)."""
     kind = KNOBS[name].kind
+    if kind in TEXT_KINDS:
+        try:
+            return from_json(name, KNOBS[name], json.loads(text))
+        except (ValueError, RecursionError):
+            raise InvalidSetting(f"{name}={quote(text)} is not JSON: write texts as [\" king\",\" queen\"], one text "
+                                 "as \"text\", biases as {\" king\":-5}, a pair as [10,1.02].") from None
     if kind == "bool_or_never":
         return {"true": True, "false": False, "never": "never"}.get(text.lower(), text)
     if kind == "bool":  # anything else stays text, which the setting's check refuses in one sentence
@@ -63,7 +104,7 @@ def parse_run(spec: str, *, max_new_tokens: int, seed: int) -> DecodeSettings:
     if strategy.strip() not in STRATEGIES:  # first: an unknown strategy's settings are unknown too
         raise InvalidSetting(f"{quote(spec)} names no strategy: begin it with one of {', '.join(STRATEGIES)}.")
     values = {}
-    for item in filter(None, rest[:-1].split(",")) if rest else []:
+    for item in filter(None, split_outside_quotes(rest[:-1], ",")) if rest else []:
         name, eq, text = item.partition("=")
         name = name.strip()
         if not eq or name not in _FIELDS or name in _SKIP:
@@ -86,7 +127,7 @@ def parse_lineup(spec: str, *, max_new_tokens: int, seed: int) -> list[DecodeSet
     A problem is one sentence that names the line it is on."""
     if len(spec) > MAX_LINEUP_CHARS:
         raise InvalidSetting(f"The line-up has {len(spec):,} characters; at most {MAX_LINEUP_CHARS:,} are accepted.")
-    parts = [part for part in spec.replace("\n", ";").split(";") if part.strip()]
+    parts = [part for part in split_outside_quotes(spec, ";\n") if part.strip()]
     if len(parts) > limits.MAX_RUNS:
         raise InvalidSetting(f"A line-up may have at most {limits.MAX_RUNS} runs; this one has {len(parts)}.")
     runs = []

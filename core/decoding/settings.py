@@ -15,8 +15,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import field
 
-from core.decoding import processors, strategies  # importing them registers every declaration and its settings
-from core.decoding.knobs import ANY_BACKEND, Knob, Runs, check_knob, knob, whole
+from core.decoding import processors, stopping, strategies  # importing them registers every declaration and its settings
+from core.decoding.knobs import ANY_BACKEND, RECIPE_TEXTS, Knob, Runs, check_knob, knob, whole
 from core.errors import InvalidSetting
 
 DEFAULT_MAX_NEW_TOKENS = 40  # one default for the app, the command line and the line-ups (generate() has
@@ -87,11 +87,21 @@ def _processors_own(taken: dict[str, Knob]) -> dict[str, Knob]:
     return own
 
 
+def _criteria_own(taken: dict[str, Knob]) -> dict[str, Knob]:
+    """Each stopping criterion's own settings (every mode reads them; `stopping.check` refuses a mode
+    that does not stop on one)."""
+    own: dict[str, Knob] = {}
+    for c in stopping.CRITERIA.values():
+        _add(own, f"The {c.name} criterion", c.settings, lambda name: (), taken)
+    return own
+
+
 def _declarations() -> dict[str, Knob]:
     """Every setting, in the order of the fields: the shared ones first and last, the strategies' own,
-    then the processors' own, in between."""
+    then the processors' and the stopping criteria's own, in between."""
     own = _strategies_own()
-    return {**_FIRST, **own, **_EVERY_STRATEGY, **_processors_own(own), **_LAST}
+    processors_own = _processors_own(own)
+    return {**_FIRST, **own, **_EVERY_STRATEGY, **processors_own, **_criteria_own({**own, **processors_own}), **_LAST}
 
 
 KNOBS: dict[str, Knob] = _declarations()
@@ -138,8 +148,10 @@ class _Behaviour:
 
     @property
     def rows(self) -> int:
-        """Batch rows this run occupies while decoding (its strategy class says)."""
-        return self.runner.rows_needed(self)
+        """Batch rows this run decodes: its strategy class's, and any a processor decodes besides them
+        (classifier-free guidance's unconditional branch), which the request's budget counts too."""
+        extra = sum(p.extra_rows(self) for p in processors.applied_to(self) if p.extra_rows is not None)
+        return self.runner.rows_needed(self) + extra
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
@@ -149,17 +161,17 @@ class _Behaviour:
         if self.label:
             return self.label
         name = ", ".join(self.runner.describe(self))
-        for p in sorted((p for p in processors.applied_to(self) if p.in_name), key=lambda p: _POSITION[p.knobs[0]]):
+        named = [p for p in [*processors.applied_to(self), *stopping.applied_to(self)] if p.in_name]
+        for p in sorted(named, key=lambda p: _POSITION[p.knobs[0]]):
             name += f" + {p.in_name(self)}"
         if self.num_return_sequences > 1:
             name += f" ({self.num_return_sequences} returned)"
         return name
 
-    def generate_kwargs(self) -> dict:
-        """The keyword arguments that make `model.generate()` decode exactly like this run: every
-        generate() keyword its mode reads (those that are off by default only when set)."""
-        kwargs: dict = {"max_new_tokens": self.max_new_tokens, "do_sample": self.do_sample}
-        late = {}  # the settings of every mode come last, as they always have
+    def _read(self):
+        """(name, knob, value) of every generate() keyword its mode reads, in the order generate_kwargs()
+        writes them (those that are off by default only when set; the settings of every mode last)."""
+        first, late = [], []
         mode = self.mode
         for name, k in KNOBS.items():
             value = getattr(self, name)
@@ -169,20 +181,33 @@ class _Behaviour:
                 continue
             if value is None or (not k.kwarg_when_default and value == k.default):
                 continue
-            (late if not k.used_by else kwargs)[name] = value
+            (late if not k.used_by else first).append((name, k, value))
+        return first + late
+
+    def generate_kwargs(self, texts=RECIPE_TEXTS) -> dict:
+        """The keyword arguments that make `model.generate()` decode exactly like this run: every
+        generate() keyword its mode reads. A setting that is text becomes generate()'s ids through
+        `texts`: a `core.decoding.knobs.TokenTexts` gives the ids themselves (and the tokenizer), the
+        default gives the recipe's code for them (`ids(' king')`)."""
+        kwargs: dict = {"max_new_tokens": self.max_new_tokens, "do_sample": self.do_sample}
+        for name, k, value in self._read():
+            kwargs.update(k.kwargs(value, texts) if k.kwargs is not None else {name: value})
         for p in processors.applied_to(self):  # a processor whose settings travel as one config object
             if p.generate_kwargs is not None:
-                late.update(p.generate_kwargs(self))
-        return {**kwargs, **late}
+                kwargs.update(p.generate_kwargs(self))
+        return kwargs
 
     def params(self) -> dict:
-        """The settings that matter for this strategy (what a recipe or the JSON output records): its
-        generate() keywords, a config object (the watermark's) as its fields, and the settings of its own that
-        are none (contrastive decoding's amateur)."""
+        """The settings that matter for this strategy, as typed (what a recipe or the JSON output records):
+        its generate() keywords, a config object (the watermark's) as its fields, and the settings of its own
+        that are none (contrastive decoding's amateur)."""
         mode = self.mode
+        typed = {name: (list(value) if isinstance(value, tuple) else value) for name, _, value in self._read()}
         own = {name: getattr(self, name) for name, k in KNOBS.items() if not k.keyword and mode in k.used_by}
-        plain = {k: v.to_dict() if hasattr(v, "to_dict") else v for k, v in self.generate_kwargs().items()}
-        return {**plain, **own, "strategy": self.strategy, "seed": self.seed}
+        configs = {k: v.to_dict() for p in processors.applied_to(self) if p.generate_kwargs is not None
+                   for k, v in p.generate_kwargs(self).items()}
+        return {"max_new_tokens": self.max_new_tokens, "do_sample": self.do_sample, **typed, **configs, **own,
+                "strategy": self.strategy, "seed": self.seed}
 
 
 DecodeSettings = dataclasses.make_dataclass(
@@ -210,13 +235,14 @@ def offset_seed(seed: int, offset: int) -> int:
     return (seed + offset) % (MAX_SEED + 1)
 
 
-def validate(settings, *, vocab_size: int, context_length: int) -> None:
+def validate(settings, *, vocab_size: int, context_length: int, encode=None) -> None:
     """Raise `InvalidSetting` (one sentence) for any setting the engine cannot honour: each setting
-    against its declaration, then the rules its strategy class adds."""
+    against its declaration, then the rules its strategy class, its processors and its stopping criteria
+    add. `encode` (text -> ids, as typed) checks what the settings that are text tokenize to."""
     s = settings
     if s.strategy not in STRATEGIES:
         raise InvalidSetting(f"strategy must be one of {', '.join(STRATEGIES)}, got {s.strategy!r}.")
-    limits = {"vocab_size": vocab_size, "context_length": context_length}
+    limits = {"vocab_size": vocab_size, "context_length": context_length, "encode": encode}
     whole("max_new_tokens", s.max_new_tokens, 1)
     if s.max_new_tokens >= context_length:
         raise InvalidSetting(
@@ -231,3 +257,4 @@ def validate(settings, *, vocab_size: int, context_length: int) -> None:
     for p in processors.applied_to(s):
         if p.check is not None:
             p.check(s, limits)
+    stopping.check(s)

@@ -19,6 +19,7 @@ FINISH_REASONS = {
     "eos": "ended with <|endoftext|>",
     "max_new_tokens": "stopped at max new tokens",
     "context": "stopped at the model's context limit",
+    "stop_string": "stopped at a stop string",
 }
 
 DISTRIBUTIONS = {
@@ -93,8 +94,19 @@ class Sequence:
     ids: list[int]  # generated ids only
     text: str
     steps: list[Step]
-    finish_reason: str  # "eos", "max_new_tokens" or "context"
+    finish_reason: str  # "eos", "max_new_tokens", "context", or a stopping criterion's name ("stop_string")
     beam_score: float | None = None  # beam search: generate()'s sequences_scores (length-penalised)
+    finish_detail: str | None = None  # what the stopping criterion met: the stop string
+
+    @property
+    def finished(self) -> str:
+        """Why it ended, in words, naming the stop string where one ended it."""
+        if self.finish_detail is not None:
+            from core.decoding.stopping import CRITERIA
+
+            if self.finish_reason in CRITERIA:
+                return CRITERIA[self.finish_reason].finished(self.finish_detail)
+        return FINISH_REASONS.get(self.finish_reason, self.finish_reason)
 
     @property
     def token_logprobs(self) -> list[float]:
@@ -127,6 +139,7 @@ class Sequence:
             "processed_token_logprobs": [s.processed_logprob for s in self.steps],
             **self.figures().to_dict(),
             "finish_reason": self.finish_reason,
+            "finish_detail": self.finish_detail,
             "beam_score": self.beam_score,
             "steps": [s.to_dict() for s in self.steps],
         }

@@ -15,7 +15,7 @@ from markupsafe import Markup
 
 from core.views import beam_tree, charts, markup, tables
 from core.views.templating import TEMPLATES
-from core.decoding.trace import DISTRIBUTIONS, FINISH_REASONS, Sequence
+from core.decoding.trace import DISTRIBUTIONS, Sequence
 
 PAGES = ("compare", "beam", "step")
 PAGE_CSS = """
@@ -59,7 +59,7 @@ def _run(name: str, seq: Sequence, distribution: str) -> dict:
     f = seq.figures()
     return {"name": name, "tokens": Markup(markup.tokens_html(seq, distribution)),
             "sequence_logprob": f.sequence_logprob, "perplexity": f.perplexity,
-            "distinct_2": f.distinct_2, "finish": FINISH_REASONS.get(seq.finish_reason, seq.finish_reason)}
+            "distinct_2": f.distinct_2, "finish": seq.finished}
 
 
 def _part(heading: str = "", level: str = "h2", runs=(), grid: bool = False, html: str = "", note: str = "") -> dict:

@@ -107,9 +107,10 @@ def pct_of_logprob(logprob: float | None) -> str:
     return _pct(_exp(logprob))
 
 
-def _step_card(s, distribution: str) -> Markup:
+def _step_card(s, distribution: str, finished: str = "") -> Markup:
     """A token's hover card: its probability and rank in both distributions, the top alternatives (those
-    the processors removed marked, with why), and what each processor kept or banned at this step."""
+    the processors removed marked, with why), what each processor kept or banned at this step, and,
+    where a stopping criterion ended the run at this token, which (`finished`)."""
     processed = distribution == "processed"
     prob = _exp(s.processed_logprob if processed else s.logprob)
     rank = _or_na(s.processed_rank if processed else s.rank)
@@ -126,7 +127,7 @@ def _step_card(s, distribution: str) -> Markup:
         visible(s.token), _pct(prob), distribution, rank, "raw" if processed else "processed",
         _pct(_exp(s.logprob if processed else s.processed_logprob)),
         _or_na(s.rank if processed else s.processed_rank), s.index, min(ALTERNATIVES, len(s.top)),
-        alternatives, list(s.kept.items()), banned)
+        alternatives, list(s.kept.items()), banned, finished)
 
 
 def tokens_html(seq: Sequence, distribution: str = "raw", *, legend: bool = False, compact: bool = False) -> Markup:
@@ -135,8 +136,10 @@ def tokens_html(seq: Sequence, distribution: str = "raw", *, legend: bool = Fals
     alternatives from the same distribution (those the processors removed struck through, with why),
     and what each processor kept or banned at that step. `legend=True` puts the colour legend first;
     `compact=True` marks new lines (↵) without breaking the line (for tables)."""
+    last = len(seq.steps) - 1  # a stopping criterion (a stop string) ended the run at the last token: its card says which
+    ended = f"{seq.finished} here" if seq.finish_detail is not None else ""
     spans = [_span(s.token, _exp(s.processed_logprob if distribution == "processed" else s.logprob),
-                   _step_card(s, distribution), compact) for s in seq.steps]
+                   _step_card(s, distribution, ended if i == last else ""), compact) for i, s in enumerate(seq.steps)]
     head = probability_legend_html(distribution, style=False) if legend else Markup()
     if distribution == "processed" and any(s.processed_logprob is None for s in seq.steps):
         head += _HTML.note("Grey: the backend did not give the processed probability of these tokens (it needs "

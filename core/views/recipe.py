@@ -133,9 +133,17 @@ def _snippet_header(rec: dict, custom: bool, separate_tokenizer: bool) -> list[s
     return header
 
 
+def _needs_ids(rec: dict) -> bool:
+    """Whether a run's call tokenizes a setting that is text (bad words, a negative prompt, ...)."""
+    return any(isinstance(v, str) and "ids(" in v or "ids(" in repr(v)
+               for run in rec["runs"] for v in run["generate_kwargs"].values())
+
+
 def _snippet_setup(rec: dict, separate_tokenizer: bool) -> list[str]:
     """Arguments, model, tokenizer, the prompt's ids and the pad token, before the runs."""
     kind = rec.get("source_kind", "hub")
+    ids = ["def ids(text):  # a setting's text tokenized as typed, as the playground does (\" king\": word-initial)",
+           "    return tokenizer(text, add_special_tokens=False).input_ids"] if _needs_ids(rec) else []
     return [
         "",
         "parser = argparse.ArgumentParser(description=\"Reproduces Decoding Playground runs with generate().\")",
@@ -159,6 +167,7 @@ def _snippet_setup(rec: dict, separate_tokenizer: bool) -> list[str]:
         "if pad is None:",
         "    eos = model.config.eos_token_id",
         "    pad = eos[0] if isinstance(eos, list) else eos",
+        *ids,
     ]
 
 

@@ -7,14 +7,16 @@ parameters, checks every value a link brings, and turns a stranger's text into p
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
 from dataclasses import dataclass
 
 from core import limits
+from core.decoding.knobs import TEXT_KINDS, check_knob, from_json, to_json
 from core.decoding.lineup import format_value
 from core.decoding.settings import KNOBS
-from core.errors import quote
+from core.errors import InvalidSetting, quote
 
 MAX_TEXT_PARAM = 20_000  # characters of a prompt or text from a link
 
@@ -48,7 +50,8 @@ class Param:
     knob: str = ""  # the setting (core.decoding.settings.KNOBS) this parameter stands for, if any
     help: str = ""  # the widget's help: the knob's own
     limit: str = ""  # why the range is narrower than the knob's (one of the app's limits), if it is
-    widget: str = "number"  # "slider", "number" (a box) or "choice" (one of `choices`)
+    widget: str = "number"  # "slider", "number" (a box), "choice" (one of `choices`) or "text" (a setting
+    # that is text, written in the link as JSON: ["\\n","."], {" king":-5}, [10,1.02])
     comfort: tuple[float, float] | None = None  # a slider over a narrower range; a value outside it still counts
     step: float | None = None  # the widget's step (default: 1 for whole numbers, 0.01 otherwise)
 
@@ -61,6 +64,8 @@ class Param:
         outside it is still accepted as is, and shown in a box), or a `high` narrower than the knob's,
         which is one of the app's limits and says why in `limit`."""
         k = KNOBS[name]
+        if k.kind in TEXT_KINDS:
+            return cls(k.default if default is _FROM_KNOB else default, knob=name, help=k.help, widget="text")
         if k.kind in _CHOICES or (k.kind == "choice" and k.choices):
             return cls(k.default if default is _FROM_KNOB else default, choices=_CHOICES.get(k.kind, k.choices),
                        knob=name, help=k.help, widget="choice")
@@ -177,6 +182,8 @@ def _read_one(name: str, raw, p: Param):
     default = p.default
     if len(text) > p.max_chars:
         return default, f"The link's {name} is {len(text):,} characters long (at most {p.max_chars:,}); using the default."
+    if p.widget == "text":
+        return _read_text(name, text, p)
     if isinstance(default, bool):
         lowered = text.strip().lower()
         if lowered in ("1", "true", "yes", "on"):
@@ -205,6 +212,20 @@ def _read_one(name: str, raw, p: Param):
     return text, None
 
 
+def _read_text(name: str, text: str, p: Param):
+    """A setting that is text, from its JSON in a link: checked against its knob (the tokenizer's part of
+    the check waits for the model), else the default and one sentence."""
+    k = KNOBS[p.knob]
+    try:
+        value = from_json(p.knob, k, json.loads(text))
+        check_knob(p.knob, value, k, {})
+    except (ValueError, RecursionError):
+        return p.default, f"The link's {name}={quote(text)} is not JSON; using the default."
+    except InvalidSetting as exc:
+        return p.default, f"The link's {name} was not used: {exc}"
+    return value, None
+
+
 def read_params(params: dict, schema: dict) -> tuple[dict, list[str]]:
     """Typed values for `schema` ({name: default or Param}) from query params: every value checked,
     garbage replaced by the default and a value out of range brought into it, each with one note."""
@@ -220,13 +241,15 @@ def read_params(params: dict, schema: dict) -> tuple[dict, list[str]]:
     return state, problems
 
 
-def write_value(value) -> str:
-    """A value as a link writes it: true / false, 0.9, never."""
+def write_value(value, name: str = "") -> str:
+    """A value as a link writes it: true / false, 0.9, never; a setting that is text as JSON."""
+    if name in KNOBS and KNOBS[name].kind in TEXT_KINDS:
+        return json.dumps(to_json(KNOBS[name], value), ensure_ascii=False, separators=(",", ":"))
     return str(value).lower() if isinstance(value, bool) else format_value(value)
 
 
 def write_params(state: dict) -> dict[str, str]:
-    return {k: write_value(v) for k, v in state.items()}
+    return {k: write_value(v, k) for k, v in state.items()}
 
 
 def parse_branches(text: str, *, steps: int, vocab_size: int) -> tuple[list[tuple[int, int]], list[str]]:

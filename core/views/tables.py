@@ -9,6 +9,13 @@ SHORT_FINISH = {"eos": "<|endoftext|>", "max_new_tokens": "max new tokens", "con
 UNAVAILABLE = "n/a"  # a figure this backend cannot give (the vLLM backend without the whole vocabulary)
 
 
+def short_finish(seq: Sequence) -> str:
+    """Why a sequence ended, in a table's few words; a stop string is named."""
+    if seq.finish_detail is not None:
+        return f"stop string {seq.finish_detail!r}"
+    return SHORT_FINISH.get(seq.finish_reason, seq.finish_reason)
+
+
 def _rounded(value: float | None, digits: int):
     return None if value is None else round(value, digits)
 
@@ -27,7 +34,7 @@ def lineup_table(runs: list[RunTrace]) -> list[dict]:
             "distinct-2": round(f.distinct_2, 3),
             "repeated 2-grams": f.repeated_2grams,
             "tokens": len(seq.ids),
-            "finish": SHORT_FINISH.get(seq.finish_reason, seq.finish_reason),
+            "finish": short_finish(seq),
         })
     return rows
 
@@ -46,7 +53,7 @@ def hypotheses_table(run: RunTrace) -> list[dict]:
     return [{"rank": i + 1,
              "beam score": round(q.beam_score, 3) if q.beam_score is not None else None,
              "log-prob (raw)": round(q.sequence_logprob, 2), "tokens": len(q.ids),
-             "finish": SHORT_FINISH.get(q.finish_reason, q.finish_reason), "text": q.text}
+             "finish": short_finish(q), "text": q.text}
             for i, q in enumerate(run.sequences)]
 
 

@@ -51,8 +51,12 @@ class Processor:
       repetition penalty, which scales positive and negative logits apart);
     - `generate_kwargs(settings)`: the generate() keyword arguments that turn it on, where its settings are
       not generate() keywords of their own (the watermark: `watermarking_config=WatermarkingConfig(...)`);
-    - `check(settings, limits)`: rules tying its settings to the run and the model (`limits`: the model's
-      vocab_size and context_length), one sentence each, once every setting passed its own check."""
+    - `in_run`: `build` takes the run's `RunContext` in place of the device (the prompt's length, the
+      end-of-text ids, the tokenizer for settings that are text, the model for a second branch);
+    - `extra_rows(settings)`: rows it decodes besides the run's own (classifier-free guidance's
+      unconditional branch), counted in the request's budget;
+    - `check(settings, limits)`: rules tying its settings to the others and to the model (`limits`:
+      vocab_size, context_length, and `encode` for text, as `validate()` has them), one sentence each."""
     name: str
     label: str
     does: str
@@ -72,6 +76,8 @@ class Processor:
     reorders: bool = False
     replays_on_logprobs: bool = True
     generate_kwargs: Callable | None = None
+    in_run: bool = False
+    extra_rows: Callable | None = None
     check: Callable | None = None
 
     def applied_label(self, s) -> str:
@@ -80,6 +86,18 @@ class Processor:
     def reason(self) -> str:
         """Why a token is gone, in a figure: "cut by top-k"."""
         return f"{self.verb or {CUTS: 'cut by', BANS: 'banned by'}.get(self.does, 'changed by')} {self.label}"
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a processor declared `in_run` is built with: the device, the prompt's length (generate()'s
+    input_ids_seq_length), the end-of-text ids, `texts` (a `core.decoding.knobs.TokenTexts`: the ids of
+    a setting that is text, and the tokenizer) and `lm` (the model, a `StepModel`), where known."""
+    device: torch.device | str = "cpu"
+    prompt_len: int = 0
+    eos_token_ids: tuple[int, ...] = ()
+    texts: object = None
+    lm: object = None
 
 
 PROCESSORS: dict[str, Processor] = {}
@@ -102,10 +120,18 @@ def applied_to(s) -> list[Processor]:
     return [p for p in ordered() if (s.do_sample or not p.sampling_only) and p.active(s)]
 
 
-def build_processors(s, device: torch.device | str = "cpu") -> list[tuple[str, object]]:
-    """transformers' own processors for `s`, in generate()'s order, then any the strategy adds."""
-    built = [(p.name, p.build(s, device)) for p in applied_to(s) if p.build is not None]
-    return built + s.runner.processors(s, device)
+def build_processors(s, device: torch.device | str | RunContext = "cpu") -> list[tuple[str, object]]:
+    """transformers' own processors for `s`, in generate()'s order, then any the strategy adds. `device`
+    may be the run's `RunContext`, which the processors declared `in_run` need; one that builds to None
+    has nothing to do in this run (generate() leaves it out too: a length rule without an end-of-text)."""
+    context = device if isinstance(device, RunContext) else RunContext(device)
+    built = []
+    for p in applied_to(s):
+        if p.build is not None:
+            proc = p.build(s, context if p.in_run else context.device)
+            if proc is not None:
+                built.append((p.name, proc))
+    return built + s.runner.processors(s, context.device)
 
 
 def apply_processors(processors, input_ids, scores):

@@ -9,8 +9,9 @@ from typing import ClassVar, Mapping, NamedTuple
 import torch
 import torch.nn.functional as F
 
+from core.decoding import stopping
 from core.decoding.knobs import Knob, Runs, Settings
-from core.decoding.processors import build_processors
+from core.decoding.processors import RunContext, build_processors
 from core.models.lm import ModelFacts, StepModel
 
 CURVE_BUCKET_NATS = 0.5  # width of the log-prob buckets behind the cumulative curve
@@ -63,6 +64,7 @@ class RawSequence:
     steps: list[RawStep]
     finish_reason: str
     beam_score: float | None = None
+    finish_detail: str | None = None  # what a stopping criterion met (the stop string), with its finish reason
 
     @property
     def ids(self) -> list[int]:
@@ -220,6 +222,7 @@ class Strategy:
       can be dropped; the ids it returns on that step are not fed;
     - `best_so_far()`: the best sequence's generated ids so far (for streaming);
     - `result()`: the `RawRun`, once done.
+    A run asks its stopping criteria (`self.stops`, `stopping.met`) after each token, as generate() does.
     A class is registered under generate()'s mode name (`@register("beam_search")`).
     """
 
@@ -272,7 +275,7 @@ class Strategy:
 
     def __init__(self, settings: Settings, prompt: torch.Tensor, facts: ModelFacts,
                  max_new_tokens: int, top_n: int, keep_distributions: bool, *,
-                 other_lms: Mapping[str, StepModel] | None = None):
+                 other_lms: Mapping[str, StepModel] | None = None, context: RunContext | None = None):
         self.settings = settings
         self.other_lms = dict(other_lms or {})  # setting -> the model it names (`other_models`)
         self.rows = self.rows_needed(settings)
@@ -282,7 +285,10 @@ class Strategy:
         self.max_new_tokens = max_new_tokens
         self.top_n = min(top_n, facts.vocab_size)
         self.keep_distributions = keep_distributions
-        self.processors = build_processors(settings, prompt.device)
+        # what the processors and stopping criteria that need more than the settings are built with
+        context = context or RunContext(prompt.device, self.prompt_len, facts.eos_token_ids)
+        self.processors = build_processors(settings, context)
+        self.stops = stopping.build_stops(settings, context)
         self.stats: list[RowStats] = []  # one per step
         self.done = False
         self.eos = torch.tensor(facts.eos_token_ids, dtype=torch.long, device=prompt.device)

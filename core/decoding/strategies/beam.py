@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import torch
 
 from core.decoding.knobs import Runs, knob, num, off_only
+from core.decoding import stopping
 from core.decoding.processors import apply_processors
 from core.decoding.strategies import register
 from core.errors import InvalidSetting
@@ -32,6 +33,7 @@ class Hypothesis:
     """A beam's path: per step (row at that step, token, chosen-token figures), and its tree node."""
     path: list[tuple[int, int, Chosen]] = field(default_factory=list)
     node: int | None = None
+    stopped: tuple[str, str] | None = None  # (finish reason, what it met), where a stopping criterion ended it
 
 
 MAX_ABS_LENGTH_PENALTY = 10.0  # 1024 ** 10 = 1.3e30: length ** length_penalty stays finite in float32
@@ -128,12 +130,19 @@ class BeamSearch(Strategy):
         topk_log_probs, src, ids = self._get_top_k_continuations(step_scores)
         # a candidate stops when it is an end-of-text or reaches the length limit
         hits = torch.isin(ids, self.eos) if len(self.eos) else torch.zeros_like(ids, dtype=torch.bool)
-        hits = (hits | (self.cur_len + 1 >= self.max_length))[None, :]  # (1, K)
+        hits = hits | (self.cur_len + 1 >= self.max_length)
+        stopped = [None] * len(ids)
+        if self.stops:  # generate(): the stopping criteria on every candidate's sequence
+            stopped = stopping.met(self.stops, torch.cat([self.sequences[src], ids[:, None]], dim=-1))
+            hits = hits | torch.tensor([found is not None for found in stopped], device=hits.device)
+        hits = hits[None, :]  # (1, K)
         next_topk, next_running_scores = self._get_running_beams_for_next_iteration(topk_log_probs, hits)
         did_finish, fin_lp, keep_merged, merged_scores, merged_finished = self._update_finished_beams(
             topk_log_probs, hits)
         candidates = self._record_tree(step, raw_lp, proc_lp, src, ids, topk_log_probs, hits, did_finish, fin_lp,
                                        next_topk[0].tolist(), keep_merged[0].tolist())
+        for candidate, found in zip(candidates, stopped):
+            candidate.stopped = found
 
         merged_hyps = self.finished + candidates
         self.finished = [merged_hyps[i] for i in keep_merged[0].tolist()]
@@ -228,6 +237,8 @@ class BeamSearch(Strategy):
             steps = [raw_step(self.stats[i], row, token, figs)
                      for i, (row, token, figs) in enumerate(hyp.path)]
             last = hyp.path[-1][1]
-            reason = "eos" if last in self.facts.eos_token_ids else "max_new_tokens"
-            sequences.append(RawSequence(steps, reason, beam_score=score))
+            reason, detail = "eos" if last in self.facts.eos_token_ids else "max_new_tokens", None
+            if reason != "eos" and hyp.stopped is not None:
+                reason, detail = hyp.stopped
+            sequences.append(RawSequence(steps, reason, beam_score=score, finish_detail=detail))
         return RawRun(self.settings, sequences, beam_tree=self.tree)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from core.decoding import stopping
 from core.decoding.knobs import knob, num
 from core.decoding.processors import apply_processors
 from core.decoding.strategies import register
@@ -68,6 +69,7 @@ class ContrastiveSearch(Strategy):
         self.pending: tuple | None = None  # the candidates fed last step, with their distributions
         self.records: list[tuple[int, Chosen]] = []  # per token
         self.finish = "max_new_tokens"
+        self.finish_detail: str | None = None
 
     def advance(self, logits, hidden=None):
         raw = self.raw(logits)
@@ -117,8 +119,10 @@ class ContrastiveSearch(Strategy):
         self.context_hidden = torch.cat([self.context_hidden, hidden[None]], dim=1)
         if len(self.eos) and bool(torch.isin(token, self.eos)):
             self.finish = "eos"
-        self.done = self.finish == "eos" or len(self.records) >= self.max_new_tokens
+        elif self.stops and (found := stopping.met(self.stops, self.sequences)[0]) is not None:
+            self.finish, self.finish_detail = found
+        self.done = self.finish != "max_new_tokens" or len(self.records) >= self.max_new_tokens
 
     def result(self) -> RawRun:
         steps = [raw_step(self.stats[i], 0, token, chosen) for i, (token, chosen) in enumerate(self.records)]
-        return RawRun(self.settings, [RawSequence(steps, self.finish)])
+        return RawRun(self.settings, [RawSequence(steps, self.finish, finish_detail=self.finish_detail)])

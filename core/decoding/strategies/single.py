@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from core.decoding.knobs import Runs, knob, num, off_only
+from core.decoding import stopping
 from core.decoding.processors import apply_processors
 from core.decoding.strategies import register
 from core.errors import InvalidSetting
@@ -31,6 +32,7 @@ class _OneRowPerSequence(Strategy):
         self.unfinished = torch.ones(self.rows, dtype=torch.bool, device=self.sequences.device)
         self.records: list[tuple] = []  # per step: (live rows, chosen ids, chosen-token figures)
         self.finish = ["max_new_tokens"] * self.rows
+        self.finish_detail: list[str | None] = [None] * self.rows
 
     def choose(self, scores: torch.Tensor) -> torch.Tensor:
         """Next ids (R,) from the processed scores (R, V)."""
@@ -62,6 +64,11 @@ class _OneRowPerSequence(Strategy):
             for row in hit_eos.nonzero().flatten().tolist():
                 self.finish[row] = "eos"
             self.unfinished &= ~hit_eos
+        if self.stops:  # generate(): unfinished & ~stopping_criteria(input_ids), after the end of text
+            for row, found in enumerate(stopping.met(self.stops, self.sequences)):
+                if found is not None and bool(self.unfinished[row]):
+                    self.finish[row], self.finish_detail[row] = found
+                    self.unfinished[row] = False
         self.done = step + 1 >= self.max_new_tokens or not bool(self.unfinished.any())
         return next_ids, torch.arange(self.rows, device=logits.device)
 
@@ -74,7 +81,7 @@ class _OneRowPerSequence(Strategy):
                 if live[row]:
                     steps_per_row[row].append(raw_step(self.stats[step], row, ids[row], chosen[row]))
         for row in range(self.rows):
-            sequences.append(RawSequence(steps_per_row[row], self.finish[row]))
+            sequences.append(RawSequence(steps_per_row[row], self.finish[row], finish_detail=self.finish_detail[row]))
         return RawRun(self.settings, sequences)
 
 
