@@ -163,7 +163,12 @@ class _Behaviour:
         name = ", ".join(self.runner.describe(self))
         named = [p for p in [*processors.applied_to(self), *stopping.applied_to(self)] if p.in_name]
         for p in sorted(named, key=lambda p: _POSITION[p.knobs[0]]):
-            name += f" + {p.in_name(self)}"
+            try:
+                part = p.in_name(self)
+                name += f" + {part if len(part) <= 60 else part[:57] + '...'}"  # a stranger's text, cut short
+            except (TypeError, ValueError, IndexError, AttributeError):  # a value of the wrong shape, named in a
+                # refusal before validate()
+                name += f" + {p.label}"
         if self.num_return_sequences > 1:
             name += f" ({self.num_return_sequences} returned)"
         return name

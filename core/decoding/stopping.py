@@ -105,7 +105,7 @@ register(Criterion(
     finished=lambda detail: f"stopped at the stop string {detail!r}",
     active=lambda s: bool(s.stop_strings), build=_stop_strings,
     modes=("greedy_search", "sample", "beam_search", "contrastive_search"),
-    in_name=lambda s: "stop at " + ", ".join(map(repr, s.stop_strings)),
+    in_name=lambda s: f"{len(s.stop_strings)} stop string{'s' if len(s.stop_strings) != 1 else ''}",
     settings={"stop_strings": knob(
         (), "stop as soon as the text ends with one of these (tokenized in any way; generate()'s stop_strings)",
         kind="texts", items=limits.MAX_STOP_STRINGS, chars=limits.MAX_STOP_STRING_CHARS, kwarg_when_default=False,

@@ -58,6 +58,12 @@ NO_TOP_H_ON_VLLM = "vLLM's API has no top-h sampling"
 NO_SUPPRESS_ON_VLLM = "vLLM's API has no suppress_tokens (a bias of -100 by logit_bias is not a ban)"
 
 
+def _count(items, what: str) -> str:
+    """'2 bad words': a run's name counts a control's texts and never shows them, since pages show the name
+    as a heading and the texts are a stranger's (the params, the JSON and the recipe hold them)."""
+    return f"{len(items)} {what}{'s' if len(items) != 1 else ''}"
+
+
 def _eos(context):
     return torch.tensor(context.eos_token_ids, dtype=torch.long) if context.eos_token_ids else None
 
@@ -142,7 +148,7 @@ def _sequence_bias(s, context):
 register(Processor(
     name="sequence_bias", label="sequence bias", does=BANS, verb="biased by", knobs=("sequence_bias",), order=5,
     in_run=True, build=_sequence_bias, active=lambda s: bool(s.sequence_bias), removes=False, reorders=True,
-    in_name=lambda s: "bias " + ", ".join(f"{text!r} {bias:+g}" for text, bias in s.sequence_bias),
+    in_name=lambda s: f"sequence bias on {_count(s.sequence_bias, 'text')}",
     applied=lambda s: f"sequence bias on {len(s.sequence_bias)} text(s)",
     settings={"sequence_bias": knob(
         (), "TEXT=BIAS: add BIAS to the text's last token's logit wherever the text's other tokens come just "
@@ -162,7 +168,7 @@ def _bad_words(s, context):
 
 register(Processor(
     name="bad_words", label="bad words", does=BANS, knobs=("bad_words",), order=40, in_run=True, build=_bad_words,
-    active=lambda s: bool(s.bad_words), in_name=lambda s: "no " + ", ".join(map(repr, s.bad_words)),
+    active=lambda s: bool(s.bad_words), in_name=lambda s: _count(s.bad_words, "bad word"),
     applied=lambda s: f"{len(s.bad_words)} bad word(s) banned",
     settings={"bad_words": knob(
         (), "texts never generated: the last token of each is banned wherever its other tokens come just before "
@@ -221,7 +227,7 @@ register(Processor(
     order=70, in_run=True, active=lambda s: bool(s.suppress_tokens),
     build=lambda s, context: SuppressTokensLogitsProcessor([context.texts.one(t) for t in s.suppress_tokens],
                                                            device=context.device),
-    in_name=lambda s: "suppress " + ", ".join(map(repr, s.suppress_tokens)),
+    in_name=lambda s: f"{_count(s.suppress_tokens, 'token')} suppressed",
     applied=lambda s: f"{len(s.suppress_tokens)} token(s) suppressed",
     settings={"suppress_tokens": knob(
         (), "tokens never generated, each given as its text (one token each, tokenized as typed)", kind="texts",
