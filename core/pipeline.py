@@ -27,7 +27,9 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from core.decoding.processors import BANS, CUTS, PROCESSORS, RESHAPES, Processor, build_processors, ordered
+from core.decoding.knobs import TokenTexts
+from core.decoding.processors import (BANS, CUTS, PROCESSORS, RESHAPES, Processor, RunContext, build_processors,
+                                      ordered)
 from core.errors import InvalidSetting
 
 if TYPE_CHECKING:
@@ -115,14 +117,28 @@ NOT_REPLAYED = {
 }
 
 
+# generate() never reorders classifier-free guidance's unconditional branch with the beams, so a beam's
+# branch holds other beams' tokens, which the returned path alone does not tell
+GUIDED_BEAMS = ("classifier-free guidance's unconditional branch in beam search follows the rows, not the beams "
+                "(generate() never reorders it), which the returned path alone does not tell")
+
+
+def _not_replayed(s: DecodeSettings) -> str | None:
+    if s.mode in NOT_REPLAYED:
+        return NOT_REPLAYED[s.mode]
+    if s.is_beam and s.guidance_scale != 1.0:
+        return GUIDED_BEAMS
+    return None
+
+
 def replayable(s: DecodeSettings) -> bool:
-    return s.mode not in NOT_REPLAYED
+    return _not_replayed(s) is None
 
 
 def check_replayable(s: DecodeSettings) -> None:
     """One sentence for a run whose choice the processors' stages alone do not give."""
-    if s.mode in NOT_REPLAYED:
-        raise InvalidSetting(f"The pipeline cannot be shown for {s.name()}: {NOT_REPLAYED[s.mode]}; pick another run.")
+    if (why := _not_replayed(s)) is not None:
+        raise InvalidSetting(f"The pipeline cannot be shown for {s.name()}: {why}; pick another run.")
 
 
 def which_sequence(s: DecodeSettings) -> str:
@@ -166,7 +182,8 @@ def pipeline_at(pg: Playground, prompt: str, runs: list[DecodeSettings], run: in
     seq = trace.best
     check_position(len(runs), run, len(seq.steps), step, trace.name)
     chosen = seq.ids[step]
-    stages = stages_at(pg, result.prompt_ids + seq.ids[:step], settings, chosen, top_n=top_n)
+    stages = stages_at(pg, result.prompt_ids + seq.ids[:step], settings, chosen, top_n=top_n,
+                       prompt_len=len(result.prompt_ids))
     applied = {st.processor for st in stages}
     return Pipeline(result.model, result.prompt_ids, run, trace.name, settings.strategy, step, len(seq.steps),
                     chosen, pg.token_text(chosen), which_sequence(settings),
@@ -181,14 +198,19 @@ def _could_apply(p: Processor, s: DecodeSettings) -> bool:
 
 
 @torch.inference_mode()
-def stages_at(pg: Playground, ids: list[int], settings: DecodeSettings, chosen: int, *, top_n: int = 10) -> list[Stage]:
+def stages_at(pg: Playground, ids: list[int], settings: DecodeSettings, chosen: int, *, top_n: int = 10,
+              prompt_len: int | None = None) -> list[Stage]:
     """The distribution after each stage for the next token after `ids` (the prompt's and the path's ids,
-    as the run's processors saw them at that step), `chosen` being the token the run took there."""
+    as the run's processors saw them at that step), `chosen` being the token the run took there.
+    `prompt_len` (default: all of `ids`) is where the prompt ends, for the processors that count new tokens
+    (min_new_tokens, the length decay) or start a branch of their own (classifier-free guidance)."""
     x = torch.tensor([ids], device=pg.lm.device)
     logits = pg.lm.all_logits(x)[:, -1].float()  # (1, V)
     scores = F.log_softmax(logits, dim=-1) if processes_logprobs(settings) else logits
     stages = [_stage(pg, None, settings, None, scores, chosen, top_n)]
-    for name, proc in build_processors(settings, x.device):
+    context = RunContext(x.device, len(ids) if prompt_len is None else prompt_len, pg.facts.eos_token_ids,
+                         TokenTexts(pg.tokenizer, x.device), pg.lm)
+    for name, proc in build_processors(settings, context):
         # a copy in: a processor may write into the scores it is given, and the stage before must stay as it was
         new = proc(x, scores.clone())
         stages.append(_stage(pg, PROCESSORS[name], settings, scores, new, chosen, top_n))

@@ -10,9 +10,9 @@ import torch.nn.functional as F
 
 from conftest import PROMPTS
 from core.cli import _pipeline_table, main
-from core.decoding.knobs import check_knob
-from core.pipeline import RAW, pipeline_at, stages_at
-from core.decoding.processors import BANS, CUTS, PROCESSORS, RESHAPES, build_processors, ordered
+from core.decoding.knobs import TokenTexts, check_knob
+from core.pipeline import RAW, pipeline_at, replayable, stages_at
+from core.decoding.processors import BANS, CUTS, PROCESSORS, RESHAPES, RunContext, build_processors, ordered
 from core.decoding.settings import KNOBS, DecodeSettings, validate
 from core.errors import InvalidSetting
 from core.views import pipeline_view
@@ -22,7 +22,12 @@ N = 10  # new tokens a run decodes
 # is turned on by a value from its knob's range (`turned_on`), or the test names it
 ON = {"repetition_penalty": {"repetition_penalty": 1.3}, "no_repeat_ngram": {"no_repeat_ngram_size": 2},
       "temperature": {"temperature": 0.7}, "top_k": {"top_k": 20}, "top_p": {"top_p": 0.8}, "min_p": {"min_p": 0.05},
-      "typical_p": {"typical_p": 0.8}, "epsilon": {"epsilon_cutoff": 3e-4}, "eta": {"eta_cutoff": 3e-4}}
+      "typical_p": {"typical_p": 0.8}, "epsilon": {"epsilon_cutoff": 3e-4}, "eta": {"eta_cutoff": 3e-4},
+      # generate()'s other controls (core/decoding/processors/controls.py)
+      "guidance": {"guidance_scale": 1.5}, "sequence_bias": {"sequence_bias": ((" the", -5.0), (" of", 2.0))},
+      "bad_words": {"bad_words": (" the", " of the")}, "min_new_tokens": {"min_new_tokens": 5},
+      "exponential_decay_length_penalty": {"exponential_decay_length_penalty": (2, 1.5)},
+      "suppress_tokens": {"suppress_tokens": (" the",)}, "top_h": {"top_h": 0.6}}
 BASE = {"greedy": DecodeSettings("greedy", max_new_tokens=N),
         "beam": DecodeSettings("beam", num_beams=3, max_new_tokens=N),
         "sample": DecodeSettings("sample", top_k=0, max_new_tokens=N, seed=5)}
@@ -58,14 +63,16 @@ def turned_on(p, base: DecodeSettings) -> DecodeSettings | None:
 
 
 CASES = [(p.name, kind) for p in ordered() if p.build is not None
-         for kind in BASE if kind == "sample" or not p.sampling_only]
+         for kind in BASE if (kind == "sample" or not p.sampling_only)
+         and replayable(BASE[kind].replace(**ON.get(p.name, {})))]  # guidance on beams: refused, one sentence
 
 
 def generate(pg, prompt_ids, settings):
     ids = torch.tensor([prompt_ids])
     torch.manual_seed(settings.seed)  # as the recipe does: sampling then draws the engine's tokens
     return pg.model.generate(ids, attention_mask=torch.ones_like(ids), pad_token_id=pg.facts.pad_token_id,
-                             output_scores=True, return_dict_in_generate=True, **settings.generate_kwargs())
+                             output_scores=True, return_dict_in_generate=True,
+                             **settings.generate_kwargs(TokenTexts(pg.tokenizer)))
 
 
 def test_every_processor_declared_is_covered():
@@ -84,7 +91,8 @@ def test_last_stage_is_the_trace_and_generates_scores(playground, name, kind):
     out = generate(playground, result.prompt_ids, settings)
     prompt_len = len(result.prompt_ids)
     assert seq.ids == out.sequences[0, prompt_len:prompt_len + len(seq.ids)].tolist()
-    built = [n for n, _ in build_processors(settings)]
+    built = [n for n, _ in build_processors(settings, RunContext(
+        "cpu", prompt_len, playground.facts.eos_token_ids, TokenTexts(playground.tokenizer), playground.lm))]
     assert name in built
     for k in sorted({0, len(seq.steps) // 2, len(seq.steps) - 1}):
         view = pipeline_at(playground, PROMPTS[0], [settings], 0, k, result=result)

@@ -76,16 +76,20 @@ class GuidedBranch(UnbatchedClassifierFreeGuidanceLogitsProcessor):
     then each row's newest token; its state is never reordered with the beams, as generate() never
     reorders it either. One row of the branch per row of the run: the rows the budget counts."""
 
-    def __init__(self, guidance_scale: float, lm, unconditional_ids: torch.Tensor | None):
+    def __init__(self, guidance_scale: float, lm, unconditional_ids: torch.Tensor | None, prompt_len: int):
         super().__init__(guidance_scale, model=None, unconditional_ids=unconditional_ids)
         self.lm = lm
+        self.prompt_len = prompt_len
         self.state = None
 
     def get_unconditional_logits(self, input_ids):
         rows = input_ids.shape[0]
         if self.state is None:
+            # the branch's start, and the tokens generated since the prompt when it starts late (a replay of
+            # step k, as the pipeline view does: the same ids the branch has seen by then in a run)
             first = self.unconditional_context["input_ids"]
-            first = input_ids[:1, -1:] if first is None else first
+            first = input_ids[:1, self.prompt_len - 1:self.prompt_len] if first is None else first
+            first = torch.cat([first, input_ids[:1, self.prompt_len:]], dim=-1)
             logits, state = self.lm.prefill(first)
             self.state = self.lm.select_rows(state, torch.zeros(rows, dtype=torch.long, device=input_ids.device))
             return logits.expand(rows, -1)[:, None, :]
@@ -97,7 +101,7 @@ def _guidance(s, context):
     if context.lm is None:
         raise InvalidSetting("guidance_scale needs the model in this process to decode its unconditional branch.")
     negative = context.texts.tensor(s.negative_prompt) if s.negative_prompt else None
-    return GuidedBranch(s.guidance_scale, context.lm, negative)
+    return GuidedBranch(s.guidance_scale, context.lm, negative, context.prompt_len)
 
 
 GUIDED_MODES = ("greedy_search", "sample", "beam_search")  # where generate() 5.23 runs it
