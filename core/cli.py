@@ -563,7 +563,8 @@ def format_sweep_table(result) -> str:
         rows.append(["* human text", "", "", *_figure_cells(result.human)])
     lines = [f"model {result.model} on {result.device}; {len(result.prompts)} prompt(s), "
              f"{result.samples_per_point} samples per point, {result.max_new_tokens} new tokens, seed {result.seed}; "
-             f"{len(result.points)} points in {result.batches} batch(es) per prompt; {result.seconds:.1f}s"]
+             f"{len(result.points)} points ({result.decoded} runs decoded) in {result.batches} batch(es) per prompt; "
+             f"{result.seconds:.1f}s"]
     lines += _columns(["knob", "base run", "value", *FIGURE_HEAD], rows)
     lines.append("mean [95% bootstrap interval]; * = human text. Rules:")
     lines += [f"  {k}: {v}" for k, v in {**report.RULES, **report.sweep.SWEEP_RULES}.items()]

@@ -79,8 +79,8 @@ def show_sweep() -> None:
     st.plotly_chart(report_figures.sweep_chart(result, state(PAGE, "diversity"), state(PAGE, "quality"),
                                                state(PAGE, "point")),
                     key=f"{PAGE}_sweep_chart", on_select=pick_from_chart, selection_mode="points")
-    st.caption(f"{len(result.points)} points x {result.samples_per_point} samples, decoded in {result.batches} "
-               "batch(es); bars: 95% intervals; the star: human text. Click a point to read its samples. With one "
+    st.caption(f"{len(result.points)} points x {result.samples_per_point} samples ({result.decoded} runs decoded, "
+               f"in {result.batches} batch(es)); bars: 95% intervals; the star: human text. Click a point to read its samples. With one "
                "prompt, a point's Self-BLEU-4 compares its samples with each other; `python -m core report --sweep` "
                "over several prompts compares samples of different prompts, as the human point does.")
     st.subheader("Figures per point")

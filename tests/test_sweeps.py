@@ -97,7 +97,7 @@ def test_each_point_is_the_reports_run_and_its_run_decoded_alone(playground):
     at_base = result.sweeps[0].points[1]
     assert at_base.value == 1.0 and at_base.method == "temperature 1.0"
     assert [s.ids for s in at_base.report.samples] == [s.ids for s in rep.strategies[0].samples]
-    assert at_base.report is result.sweeps[1].points[1].report  # equal settings: decoded once
+    assert at_base.report is result.sweeps[1].points[1].report and result.decoded == 3  # equal settings: decoded once
     for point, pi in ((result.sweeps[0].points[0], 1), (result.sweeps[1].points[0], 0)):
         alone = playground.compare(prompts[pi].prompt, [point.run.replace(seed=4 + pi)]).runs[0]
         assert [s.ids for s in point.report.samples if s.prompt_index == pi] == [q.ids for q in alone.sequences]
@@ -186,7 +186,7 @@ def test_cli_sweep_table_on_a_lineup(capsys):
                                 "3", "--lineup", "sample(top_k=0);sample(top_k=0,temperature=0.7)",
                                 "--sweep", "top_p=0.9,1.0", "--human-count", "2")) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert "4 points in 1 batch(es) per prompt" in lines[0]
+    assert "4 points (4 runs decoded) in 1 batch(es) per prompt" in lines[0]
     assert lines[1].split()[:3] == ["knob", "base", "run"]
     assert sum(line.startswith("  top_p") for line in lines) == 4 and any(line.startswith("* human text") for line in lines)
     assert any("temperature 0.7" in line and "0.9" in line for line in lines)

@@ -322,6 +322,11 @@ class SweepReport:
     def points(self) -> list[SweepPoint]:
         return [p for s in self.sweeps for p in s.points]
 
+    @property
+    def decoded(self) -> int:
+        """Runs decoded: points with equal settings share one run's samples."""
+        return len({id(p.report) for p in self.points})
+
     def table(self) -> list[dict]:
         """One flat row per point and one for human text (means, intervals, a kind marker)."""
         rows = [("point", p.knob, p.method, p.value, p.report) for p in self.points]
