@@ -64,11 +64,15 @@ for notice in result.notices:
     warn(notice)
 marked_seq, plain_seq = result.runs[0].best, result.runs[1].best
 spec = lineup_syntax.run_spec(marked_run)
-found = remember(("watermark-run", pg.fingerprint(), tuple(result.prompt_ids), spec, seed, tokens, threshold),
-                 lambda: watermark.mark_run(pg, marked_run, result.prompt_ids, marked_seq.ids, threshold))
-unmarked = remember(("watermark-run", pg.fingerprint(), tuple(result.prompt_ids), spec, "plain", seed, tokens,
-                     threshold), lambda: watermark.detect_for(pg, plain_seq.ids, key, threshold,
-                                                             context=result.prompt_ids))
+try:  # a large vocabulary's green lists may cost more than a request may take: one sentence
+    found = remember(("watermark-run", pg.fingerprint(), tuple(result.prompt_ids), spec, seed, tokens, threshold),
+                     lambda: watermark.mark_run(pg, marked_run, result.prompt_ids, marked_seq.ids, threshold))
+    unmarked = remember(("watermark-run", pg.fingerprint(), tuple(result.prompt_ids), spec, "plain", seed, tokens,
+                         threshold), lambda: watermark.detect_for(pg, plain_seq.ids, key, threshold,
+                                                                 context=result.prompt_ids))
+except PlaygroundError as exc:
+    fail(str(exc))
+    st.stop()
 
 st.subheader(f"A marked run: {result.runs[0].name}")
 cols = st.columns(5)
@@ -105,25 +109,27 @@ left, right = st.columns(2)
 left.number_input("Seed of the random edits", 0, MAX_SEED, key=f"{PAGE}_edit_seed")
 right.selectbox("Another model continues it", OTHERS, key=f"{PAGE}_other_model",
                 help="keeps the first part of the marked text and lets this model write the rest (greedy)")
-edits = remember(("watermark-edits", pg.fingerprint(), tuple(marked_seq.ids), spec, state(PAGE, "edit_seed"), threshold),
-                 lambda: watermark.edit_curve(pg, marked_seq.ids, key, seed=state(PAGE, "edit_seed"),
-                                              threshold=threshold))
-continued = None
-if state(PAGE, "other_model") != "(none)":
-    try:
-        other = ui.load_playground(state(PAGE, "other_model"))
-    except PlaygroundError as exc:
-        fail(str(exc))
+
+
+def continue_with(model, text, runs):
+    out = decode(model, text, runs)  # queued and shared like every decode; None: it said why
+    if out is None:
         st.stop()
+    return out
 
-    def continue_with(model, text, runs):
-        out = decode(model, text, runs)
-        if out is None:
-            st.stop()
-        return out
 
-    continued = watermark.continuation_curve(pg, other, result.prompt_text, marked_seq.ids, key,
-                                             threshold=threshold, compare=continue_with)
+try:
+    edits = remember(("watermark-edits", pg.fingerprint(), tuple(marked_seq.ids), spec, state(PAGE, "edit_seed"),
+                      threshold), lambda: watermark.edit_curve(pg, marked_seq.ids, key, seed=state(PAGE, "edit_seed"),
+                                                               threshold=threshold))
+    continued = None
+    if state(PAGE, "other_model") != "(none)":
+        continued = watermark.continuation_curve(pg, ui.load_playground(state(PAGE, "other_model")),
+                                                 result.prompt_text, marked_seq.ids, key, threshold=threshold,
+                                                 compare=continue_with)
+except PlaygroundError as exc:
+    fail(str(exc))
+    st.stop()
 st.plotly_chart(watermark_view.attack_figure(edits, continued, threshold), key=f"{PAGE}_attack")
 st.dataframe(pd.DataFrame([{"attack": name, "share edited": f"{p.share:.0%}", "z-score": p.z_score,
                             "p-value": p.p_value, "verdict": watermark_view._said(p.prediction)}
