@@ -61,6 +61,7 @@ def main() -> None:
         result = pg.compare(prompt, seeded)
         for k, trace in enumerate(result.runs):
             texts[k].append(trace.best.ids)
+        print(f"prompt {i + 1}/{len(prompts)}: {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
     decoded = time.perf_counter() - started
 
     lists = watermark.GreenLists(key, pg.facts.vocab_size, pg.device)
