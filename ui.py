@@ -42,6 +42,7 @@ PAGES = [
     ("pages/6_score_a_text.py", "Score a text", ":material/straighten:", "score_a_text"),
     ("pages/7_report.py", "Report", ":material/analytics:", "report"),
     ("pages/8_pipeline.py", "Pipeline", ":material/filter_alt:", "pipeline"),
+    ("pages/9_speculative_decoding.py", "Speculative decoding", ":material/fast_forward:", "speculative_decoding"),
     ("pages/10_watermark_lab.py", "Watermark lab", ":material/water_drop:", "watermark_lab"),
 ]
 SIDEBAR = {"model": "", "seed": Param.from_knob("seed"),

@@ -64,7 +64,7 @@ def _pair(text: str) -> tuple[int, float]:
 
 
 # how a flag reads each kind of setting: argparse's type, a switch for true/false, and for a list its nargs or append
-_FLAG_KINDS = {"int": {"type": int}, "float": {"type": float}, "optional_float": {"type": float},
+_FLAG_KINDS = {"int": {"type": int}, "optional_int": {"type": int}, "float": {"type": float}, "optional_float": {"type": float},
                "bool": {"type": _bool, "nargs": "?", "const": True}, "bool_or_never": {"type": _bool_or_never},
                "choice": {"type": str}, "model": {"type": str},
                "texts": {"type": str, "nargs": "+", "metavar": "TEXT"}, "text": {"type": str, "metavar": "TEXT"},

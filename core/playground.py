@@ -20,11 +20,11 @@ from core.decoding.knobs import TokenTexts
 from core.decoding.scoring import ScoredToken, ScoreResult, score_ids
 from core.decoding.strategies.base import RawRun, RawSequence
 from core.decoding.settings import DEFAULT_MAX_NEW_TOKENS, DecodeSettings, lineup_seeds, validate
-from core.decoding.trace import DISTRIBUTIONS, BeamNode, Candidate, RunTrace, Sequence, Step
+from core.decoding.trace import DISTRIBUTIONS, BeamNode, Candidate, DraftCheck, RunTrace, Sequence, Speculation, Step
 from core.errors import InvalidSetting, PlaygroundError
 from core.models import loaded as loaded_models
 from core.models import registry
-from core.models.lm import ModelFacts, StepModel, forward_choice
+from core.models.lm import ModelFacts, StepModel, can_rewind, forward_choice
 
 
 def default_lineup(max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, seed: int = 0) -> list[DecodeSettings]:
@@ -249,6 +249,9 @@ class Playground:
         overrides this, and may add to `notices`). `others`: `run_models(runs)`."""
         others = others if others is not None else self.run_models(runs)
         self.check_memory(runs, len(ids), others)
+        for s, o in zip(runs, others):
+            if s.runner.decodes_alone:
+                self._check_checks_drafts(s, o)
         return engine.decode_batch(self.lm, ids, runs, top_n=top_n, keep_distributions=keep_distributions,
                                    forced_ids=forced_ids, on_step=on_step,
                                    others=[{k: pg.lm for k, pg in o.items()} for o in others],
@@ -275,6 +278,16 @@ class Playground:
                 mine[setting] = other
             found.append(mine)
         return found
+
+    def _check_checks_drafts(self, s: DecodeSettings, others: dict[str, "Playground"]) -> None:
+        """Assisted decoding feeds the target several tokens a pass and cuts its cache back to what it kept,
+        and the draft's too: transformers' models can, the LSTM and our TransformerLM cannot."""
+        for role, pg in (("target", self), *((setting, pg) for setting, pg in others.items())):
+            if not can_rewind(pg.lm):
+                raise InvalidSetting(
+                    f"{s.name()} needs models that take several tokens a pass and cut their cache back, which the "
+                    f"{role} {pg.label} cannot; use transformers models (the GPT-2 family, shakespeare-gpt2 with "
+                    "shakespeare-draft).")
 
     def check_budget(self, runs: list[DecodeSettings], others: list[dict[str, "Playground"]] | None = None, *,
                      prompts: int = 1, max_rows: int = limits.MAX_ROWS, max_runs: int = limits.MAX_RUNS) -> None:
@@ -324,7 +337,18 @@ class Playground:
         notices = []
         if any(q.finish_reason == "context" for q in sequences):
             notices.append(f"Generation stopped at the model's {self.facts.context_length}-token context.")
-        return RunTrace(s.strategy, s.name(), s.params(), sequences, tree, notices)
+        return RunTrace(s.strategy, s.name(), s.params(), sequences, tree, notices, raw.target_forwards, raw.seconds,
+                        self._speculation(raw))
+
+    def _speculation(self, raw: RawRun) -> Speculation | None:
+        spec = raw.speculation
+        if spec is None:
+            return None
+        checks = [DraftCheck(i, c.first_token, c.drafted, [self.token_text(t) for t in c.drafted], c.accepted, c.token,
+                             self.token_text(c.token), c.rejected,
+                             self.token_text(c.rejected) if c.rejected is not None else None, c.draft_probs,
+                             c.target_probs) for i, c in enumerate(spec.checks)]
+        return Speculation(spec.source, checks, raw.target_forwards, spec.draft_forwards)
 
     def _sequence(self, raw: RawSequence, prompt_len: int) -> Sequence:
         steps = []
@@ -336,7 +360,8 @@ class Playground:
                 index=i, id=st.id, token=self.token_text(st.id), logprob=st.logprob,
                 processed_logprob=st.processed_logprob, rank=st.rank, processed_rank=st.processed_rank,
                 entropy=st.entropy, processed_entropy=st.processed_entropy, top=top, kept=st.kept,
-                banned=st.banned, curve=st.curve, banned_tokens=banned_tokens, distribution=st.distribution))
+                banned=st.banned, curve=st.curve, banned_tokens=banned_tokens, distribution=st.distribution,
+                drafted=st.drafted))
         reason = raw.finish_reason
         if reason == "max_new_tokens" and prompt_len + len(steps) >= self.facts.context_length:
             reason = "context"

@@ -27,12 +27,13 @@ CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"]
 PAGES = ["compare", "step_through", "sampling_lab", "beam_search", "models_and_tokens", "score_a_text", "report",
-         "pipeline", "watermark_lab"]
+         "pipeline", "speculative_decoding", "watermark_lab"]
 # what each page shows last, and how many: the page has finished when they are all there
 READY = {"step_through": ('[data-testid="stDataFrame"]', 1), "sampling_lab": (".js-plotly-plot", 4),
          "beam_search": (".js-plotly-plot", 1), "models_and_tokens": (".js-plotly-plot", 1),
          "score_a_text": ('[data-testid="stDataFrame"]', 1), "report": (".js-plotly-plot", 2),
-         "pipeline": (".js-plotly-plot", 2), "watermark_lab": (".js-plotly-plot", 3)}
+         "pipeline": (".js-plotly-plot", 2), "watermark_lab": (".js-plotly-plot", 3),
+         "speculative_decoding": (".js-plotly-plot", 1)}
 # the download buttons of the other pages, and the expander each sits in (None: on the page itself)
 DOWNLOADS = {"step_through": (None, ["Download as one HTML page"]),
              "beam_search": (None, ["Download this page as one HTML file"]),

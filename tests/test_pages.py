@@ -18,6 +18,7 @@ PAGES = {
     "compare": "pages/1_compare.py", "step": "pages/2_step_through.py", "lab": "pages/3_sampling_lab.py",
     "beam": "pages/4_beam_search.py", "anatomy": "pages/5_models_and_tokens.py", "score": "pages/6_score_a_text.py", "report": "pages/7_report.py",
     "pipeline": "pages/8_pipeline.py",
+    "speculative": "pages/9_speculative_decoding.py",
     "watermark": "pages/10_watermark_lab.py",
 }
 

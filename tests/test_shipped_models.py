@@ -12,7 +12,7 @@ from core.playground import Playground, default_lineup
 from core.decoding.settings import DecodeSettings
 from core.training.train import encode, evaluate, fetch_corpus, split_texts
 
-NAMES = ["shakespeare-gpt2", "shakespeare-transformer-lm", "shakespeare-lstm"]
+NAMES = ["shakespeare-gpt2", "shakespeare-transformer-lm", "shakespeare-lstm", "shakespeare-draft"]
 
 
 @pytest.fixture(scope="module", params=NAMES)
@@ -20,7 +20,7 @@ def shipped(request):
     return Playground.load(request.param, device="cpu")
 
 
-def test_all_three_are_shipped_small_and_the_default_is_gpt2():
+def test_all_four_are_shipped_small_and_the_default_is_gpt2():
     shipped = registry.shipped_models()
     assert set(NAMES) <= set(shipped)
     assert registry.default_model() == "shakespeare-gpt2"

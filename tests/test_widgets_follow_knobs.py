@@ -24,10 +24,11 @@ from test_pages import PAGES, page, shown
 LIMITS = {("*", "max_new_tokens"): limits.MAX_APP_NEW_TOKENS, ("beam", "num_beams"): limits.MAX_BEAM_PAGE_BEAMS}
 # (page, setting) -> the page's own default: beam search at work on its page, a cut to see on Sampling lab
 PAGE_DEFAULTS = {("lab", "top_p"): 0.9, ("beam", "num_beams"): 5, ("beam", "no_repeat_ngram_size"): 2,
-                 ("beam", "diversity_penalty"): 1.0}
+                 ("beam", "diversity_penalty"): 1.0, ("speculative", "num_assistant_tokens"): 5}
 # (page, setting) with a slider narrower than the knob, for comfort: a link's value beyond it is kept
 COMFORT = {("lab", "temperature"), ("lab", "top_p"), ("beam", "length_penalty"), ("beam", "no_repeat_ngram_size"),
-           ("beam", "diversity_penalty")}
+           ("beam", "diversity_penalty"), ("speculative", "num_assistant_tokens"),
+           ("speculative", "assistant_confidence_threshold")}
 # widgets that stand for no decoding setting: a step of the run, a layer or head of the model, a step to
 # branch at, the report's samples per strategy (its own limit), the pipeline's step
 NOT_SETTINGS = {("lab", "step"), ("anatomy", "layer"), ("anatomy", "head"), ("step", "branch_step"),

@@ -18,6 +18,7 @@ release that has them), so the tokens match `model.generate()`.
 
 from __future__ import annotations
 
+import time
 from typing import Callable
 
 import torch
@@ -46,6 +47,8 @@ def decode_batch(lm: StepModel, prompt_ids: list[int], runs: list[DecodeSettings
     that run i uses (`Strategy.other_models`), by the setting that names them; the run drives them itself.
     `texts` (a `TokenTexts`) turns the settings that are text into ids, for the processors and stopping
     criteria that take text.
+    A strategy that `decodes_alone` (assisted decoding) runs its own loop first, one run at a time; the
+    others then decode as one batch.
     """
     device = lm.device
     prompt = torch.tensor([prompt_ids], dtype=torch.long, device=device)
@@ -54,44 +57,74 @@ def decode_batch(lm: StepModel, prompt_ids: list[int], runs: list[DecodeSettings
         others = others or [{} for _ in runs]
         objs = [_start(s, prompt, lm.facts, top_n, keep_distributions, forced_ids, o, context)
                 for s, o in zip(runs, others)]
-        # the last hidden states cost nothing extra to return, but only contrastive search reads them
-        hidden_states = any(o.needs_hidden_states for o in objs)
-        logits, state, hidden = _forward(lm.prefill, (prompt,), hidden_states)  # (1, V), state, (1, T, H)
-        total = sum(o.rows for o in objs)
-        state = lm.select_rows(state, torch.zeros(total, dtype=torch.long, device=device))
-        # the trace's raw figures once per step for the whole batch (at the prompt: once for its one row)
-        raw = raw_figures(logits, top_n).expand(total)
-        logits = logits.expand(total, -1)
-        hidden = hidden.expand(total, -1, -1) if hidden is not None else None
-        active, step = objs, 0
-        while active:
-            next_ids, sources, still, offset = [], [], [], 0
-            for run in active:
-                block = slice(offset, offset + run.rows)
-                run.shared_raw = raw.rows(block)
-                ids, rows = run.advance(logits[block], hidden[block] if run.needs_hidden_states else None)
-                if not run.done:
-                    next_ids.append(ids)
-                    sources.append(rows + offset)
-                    still.append(run)
-                offset += run.rows
+        calls = [0]
+
+        def alone_step():
             if on_step is not None:
-                on_step(step, [o.best_so_far() for o in objs])
-            step += 1
-            if not still:
-                break
-            rows = torch.cat(sources)
-            if rows.shape[0] != offset or not torch.equal(rows, torch.arange(offset, device=device)):
-                state = lm.select_rows(state, rows)
-            logits, state, hidden = _forward(lm.step, (torch.cat(next_ids)[:, None], state), hidden_states)
-            raw = raw_figures(logits, top_n)
-            active = still
+                on_step(calls[0], [o.best_so_far() for o in objs])
+            calls[0] += 1
+
+        for run in objs:
+            if run.decodes_alone:
+                run.decode_alone(lm, alone_step)
+        batched = [o for o in objs if not o.decodes_alone]
+        if batched:
+            _decode_together(lm, prompt, batched, objs, on_step, calls[0], top_n)
     except torch.OutOfMemoryError as exc:
         rows = sum(s.rows for s in runs)
         raise PlaygroundError(
             f"Out of memory while decoding {rows} rows; lower num_beams, num_return_sequences or "
             "max_new_tokens, or choose a smaller model.") from exc
-    return [o.result() for o in objs]
+    results = [o.result() for o in objs]
+    for o, r in zip(objs, results):  # a batched run's counts, kept by _decode_together
+        if r.target_forwards is None:
+            r.target_forwards, r.seconds = getattr(o, "target_forwards", None), getattr(o, "seconds", None)
+    return results
+
+
+def _decode_together(lm: StepModel, prompt, objs: list[Strategy], everyone: list[Strategy], on_step, step: int,
+                     top_n: int):
+    """The batched runs: one prefill, then one forward pass a step for all their rows. Each run's result
+    gets the forward passes that gave it logits and the batch's wall time."""
+    device = lm.device
+    started = time.perf_counter()
+    forwards = {id(o): 0 for o in objs}
+    # the last hidden states cost nothing extra to return, but only contrastive search reads them
+    hidden_states = any(o.needs_hidden_states for o in objs)
+    logits, state, hidden = _forward(lm.prefill, (prompt,), hidden_states)  # (1, V), state, (1, T, H)
+    total = sum(o.rows for o in objs)
+    state = lm.select_rows(state, torch.zeros(total, dtype=torch.long, device=device))
+    # the trace's raw figures once per step for the whole batch (at the prompt: once for its one row)
+    raw = raw_figures(logits, top_n).expand(total)
+    logits = logits.expand(total, -1)
+    hidden = hidden.expand(total, -1, -1) if hidden is not None else None
+    active = objs
+    while active:
+        next_ids, sources, still, offset = [], [], [], 0
+        for run in active:
+            block = slice(offset, offset + run.rows)
+            run.shared_raw = raw.rows(block)
+            ids, rows = run.advance(logits[block], hidden[block] if run.needs_hidden_states else None)
+            forwards[id(run)] += 1
+            if not run.done:
+                next_ids.append(ids)
+                sources.append(rows + offset)
+                still.append(run)
+            offset += run.rows
+        if on_step is not None:
+            on_step(step, [o.best_so_far() for o in everyone])
+        step += 1
+        if not still:
+            break
+        rows = torch.cat(sources)
+        if rows.shape[0] != offset or not torch.equal(rows, torch.arange(offset, device=device)):
+            state = lm.select_rows(state, rows)
+        logits, state, hidden = _forward(lm.step, (torch.cat(next_ids)[:, None], state), hidden_states)
+        raw = raw_figures(logits, top_n)
+        active = still
+    seconds = time.perf_counter() - started
+    for o in objs:
+        o.target_forwards, o.seconds = forwards[id(o)], seconds
 
 
 def _start(s: DecodeSettings, prompt, facts: ModelFacts, top_n, keep_distributions, forced_ids, others,

@@ -82,7 +82,7 @@ class Knob:
     """One setting: its default and everything the flags, the URL parser and the checks need."""
     default: object
     help: str  # one line for --help
-    kind: str = "float"  # int | float | optional_float (None = off) | bool | bool_or_never | choice | model (a
+    kind: str = "float"  # int | optional_int | float | optional_float (None = off) | bool | bool_or_never | choice | model (a
     # model's name, None = none: another model the run uses, loaded once per process; see `check_model_name`),
     # or text (see TEXT_KINDS): texts (a tuple of texts), text (one, "" = none), text_biases (TEXT=BIAS
     # pairs), pair (two numbers, None = off; `parts` declares each)
@@ -147,7 +147,7 @@ def check_knob(name: str, value, k: Knob, limits: dict) -> None:
         if k.choices and value not in k.choices:
             raise InvalidSetting(f"{name} must be one of {', '.join(map(str, k.choices))}, got {value!r}.")
         return
-    if k.kind in ("optional_float", "model") and value is None:
+    if k.kind in ("optional_float", "optional_int", "model") and value is None:
         return
     if k.kind == "bool":
         if not isinstance(value, bool):
@@ -165,7 +165,7 @@ def check_knob(name: str, value, k: Knob, limits: dict) -> None:
         return
     # a bound that names a model fact not known yet (a link read before the model loads) is left open
     low, high = (None if isinstance(b, str) else b for b in (limits.get(b, b) for b in (k.low, k.high)))
-    if k.kind == "int":
+    if k.kind in ("int", "optional_int"):
         whole(name, value, low, high, k.hint.format_map(_Known(limits)))
         return
     finite(name, value)

@@ -84,9 +84,9 @@ def _parse_value(name: str, text: str):
         if len(text) > 40:
             raise ValueError(text)
         return text
-    if kind == "optional_float" and text in ("", "None"):
+    if kind in ("optional_float", "optional_int") and text in ("", "None"):
         return None
-    if kind == "int":
+    if kind in ("int", "optional_int"):
         return int(text)
     if kind == "model":  # a model's name: its form is the knob's check, whether it is offered the playground's
         return None if text in ("", "None") else text

@@ -29,7 +29,7 @@ MAX_SEED = 2**32 - 1  # the one bound of every seed: the app's, the command line
 # generate()'s generation modes (GenerationConfig.get_generation_mode) that the engine runs, and the
 # strategy names a user picks (--strategy, a line-up's head), in the registry's order
 MODES = tuple(strategies.REGISTRY)
-STRATEGIES = tuple(dict.fromkeys(cls.strategy for cls in strategies.REGISTRY.values()))
+STRATEGIES = tuple(sorted({cls.strategy for cls in strategies.REGISTRY.values()}))  # not in the order files load
 
 
 def _check_repetition_penalty(value: float) -> None:

@@ -54,6 +54,9 @@ class Step:
     banned: dict[str, list[int]]  # ids each processor declared to ban hit (no_repeat_ngram, repetition_penalty, ...)
     curve: list[tuple[int, float]]  # raw sorted cumulative-probability curve: exact (rank, mass) points
     banned_tokens: dict[str, list[str]] = field(default_factory=dict)  # the banned ids as text
+    # assisted decoding: True = proposed by the draft and accepted by the target, False = the target's own
+    # token (in place of a rejected draft, or after the last accepted one); None: not an assisted run
+    drafted: bool | None = None
     # the full processed log-prob vector (V,), only when asked for (keep_distributions); not exported
     distribution: object = field(default=None, repr=False, compare=False)
 
@@ -61,6 +64,8 @@ class Step:
         # field by field: asdict() would deep-copy the distribution tensor only to drop it
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "distribution"}
         out["top"] = [asdict(c) for c in self.top]
+        if self.drafted is None:  # only assisted runs' steps say it
+            del out["drafted"]
         return out
 
 
@@ -159,6 +164,58 @@ class BeamNode:
 
 
 @dataclass
+class DraftCheck:
+    """Assisted decoding: one forward pass of the target over drafted tokens."""
+    index: int  # 0 = the first check
+    first_token: int  # the generated token (index) this check's first kept token became
+    drafted: list[int]
+    drafted_tokens: list[str]
+    accepted: int  # the first `accepted` drafted tokens were kept
+    token: int  # the target's own token after them: in place of the rejected draft, or a bonus after the last
+    token_text: str
+    rejected: int | None  # drafted[accepted], when the target did not keep every drafted token
+    rejected_text: str | None
+    draft_probs: list[float]  # the draft's processed probability of each drafted token it got to (prompt lookup: [])
+    target_probs: list[float]  # the target's processed probability of the same tokens
+
+
+@dataclass
+class Speculation:
+    """Assisted decoding, check by check: what was drafted, kept and put instead."""
+    source: str  # the draft model, or "prompt lookup"
+    checks: list[DraftCheck]
+    target_forwards: int
+    draft_forwards: int
+
+    @property
+    def drafted(self) -> int:
+        return sum(len(c.drafted) for c in self.checks)
+
+    @property
+    def accepted(self) -> int:
+        return sum(c.accepted for c in self.checks)
+
+    @property
+    def acceptance_rate(self) -> float | None:
+        """Accepted drafted tokens / drafted tokens (None when nothing was drafted)."""
+        return self.accepted / self.drafted if self.drafted else None
+
+    def acceptance_by_position(self) -> list[tuple[int, int, int]]:
+        """(position in the draft, checks that drafted a token there, of which accepted): a token at
+        position j is accepted only if every one before it was."""
+        longest = max((len(c.drafted) for c in self.checks), default=0)
+        return [(j, sum(len(c.drafted) > j for c in self.checks), sum(c.accepted > j for c in self.checks))
+                for j in range(longest)]
+
+    def to_dict(self) -> dict:
+        return {"source": self.source, "target_forwards": self.target_forwards, "draft_forwards": self.draft_forwards,
+                "drafted": self.drafted, "accepted": self.accepted, "acceptance_rate": self.acceptance_rate,
+                "acceptance_by_position": [{"position": j, "drafted": d, "accepted": a}
+                                           for j, d, a in self.acceptance_by_position()],
+                "checks": [asdict(c) for c in self.checks]}
+
+
+@dataclass
 class RunTrace:
     strategy: str
     name: str
@@ -166,6 +223,13 @@ class RunTrace:
     sequences: list[Sequence]  # best first
     beam_tree: list[BeamNode] | None = None
     notices: list[str] = field(default_factory=list)
+    target_forwards: int | None = None  # forward passes of the model that gave this run logits (prefill included)
+    seconds: float | None = None  # its decoding's wall time; a batched run shares its batch's
+    speculation: Speculation | None = None  # assisted decoding only
+
+    @property
+    def tokens_per_forward(self) -> float | None:
+        return len(self.best.ids) / self.target_forwards if self.target_forwards else None
 
     @property
     def best(self) -> Sequence:
@@ -181,6 +245,8 @@ class RunTrace:
             **best,
             "sequences": [s.to_dict() for s in self.sequences] if len(self.sequences) > 1 else None,
             "beam_tree": [asdict(n) for n in self.beam_tree] if self.beam_tree is not None else None,
+            "target_forwards": self.target_forwards,
+            **({"speculation": self.speculation.to_dict()} if self.speculation is not None else {}),
         }
 
 

@@ -115,6 +115,18 @@ class LeanGPT2:
         # growing (the prompt's row repeated for every run), shrinking (runs that finished): one gather
         return KVCache(state.kv.index_select(2, rows), n)
 
+    # assisted decoding: a block of tokens a pass, logits at its last `keep` positions, and the cache cut back
+    @torch.inference_mode()
+    def extend(self, input_ids, state: KVCache | None, *, keep: int):
+        """input_ids (1, N) after the `state`'s tokens (None: from the start) -> logits (1, keep, V) in float32
+        at the last `keep` positions, and the state."""
+        cache = state if state is not None else self._empty(1, input_ids.shape[1] + 1)
+        return self._forward(input_ids, cache, False, keep=keep)
+
+    def crop(self, state: KVCache, length: int) -> None:
+        """Forget every position from `length` on (they are written over when the cache grows again)."""
+        state.length = min(state.length, length)
+
     @torch.inference_mode()
     def all_logits(self, input_ids):
         # scoring is one pass without a cache: transformers' own forward, as before
@@ -154,9 +166,10 @@ class LeanGPT2:
         grown.length = cache.length
         return grown
 
-    def _forward(self, input_ids, cache: KVCache, hidden_states: bool):
+    def _forward(self, input_ids, cache: KVCache, hidden_states: bool, keep: int = 0):
         """input_ids (R, T) continuing `cache` -> last-position logits (R, V) in float32, the cache
-        advanced by T positions, and with `hidden_states` the final LayerNorm's output (R, T, H)."""
+        advanced by T positions, and with `hidden_states` the final LayerNorm's output (R, T, H). With
+        `keep`, the logits of the last `keep` positions instead, (R, keep, V)."""
         rows, t = input_ids.shape
         start = cache.length
         if start + t > self.facts.context_length:
@@ -177,6 +190,8 @@ class LeanGPT2:
             x = x + block.mlp(block.ln_2(x))
         cache.length = end
         x = self.ln_f(x)
+        if keep:
+            return self._logits(x[:, -keep:, :].reshape(rows * keep, self.embed)).view(rows, keep, -1), cache
         logits = self._logits(x[:, -1, :])
         return (logits, cache, x) if hidden_states else (logits, cache)
 

@@ -195,6 +195,25 @@ class HFCausalLM:
     def all_logits(self, input_ids):
         return self.model(input_ids=input_ids, use_cache=False).logits.float()
 
+    # assisted decoding: several tokens per pass, and the cache cut back to what was accepted
+    @torch.inference_mode()
+    def extend(self, input_ids, state, *, keep: int):
+        """input_ids (1, N) after the `state`'s tokens (None: from the start) -> logits (1, keep, V) in float32
+        at the last `keep` positions, and the state."""
+        out = self.model(input_ids=input_ids, past_key_values=state, use_cache=True, logits_to_keep=keep)
+        return out.logits[:, -keep:].float(), out.past_key_values
+
+    def crop(self, state, length: int) -> None:
+        """Cut the cache back to its first `length` tokens."""
+        extra = state.get_seq_length() - length
+        if extra > 0:
+            state.crop(-extra)
+
+
+def can_rewind(lm) -> bool:
+    """Whether a model can check drafted tokens: several tokens a pass, and a cache it can cut back."""
+    return all(hasattr(lm, name) for name in ("extend", "crop"))
+
 
 def _outputs(out, hidden_states: bool) -> tuple:
     """(logits, cache) of a transformers forward pass, and its last layer's hidden states if asked."""

@@ -44,6 +44,21 @@ def describe(kind: str, config) -> str:
             f"{config.max_position_embeddings})")
 
 
+def draft_rows(stats: dict) -> list[str]:
+    """A draft's figures against its target: cost per token and how often their greedy tokens agree."""
+    draft = stats.get("draft_for")
+    if not draft:
+        return []
+    return [
+        f"| **draft for** | `{draft['model']}` (validation perplexity {draft['val_perplexity']:.1f}), same tokenizer |",
+        f"| **compute per token** | {draft['flops_per_token'] / 1e6:.1f} MFLOPs against the target's "
+        f"{draft['target_flops_per_token'] / 1e6:.1f} (**{draft['flops_per_token'] / draft['target_flops_per_token']:.0%}**;"
+        " the weights' multiply-adds, read-out included) |",
+        f"| **greedy agreement** | **{draft['greedy_agreement']:.1%}** of the held-out split's positions: the draft's "
+        "most likely next token is the target's, so a greedy draft token is accepted that often |",
+    ]
+
+
 def card_text(name: str, stats: dict, pg: Playground) -> str:
     plan, config = stats["plan"], pg.model.config
     samples = sample_continuations(pg)
@@ -65,6 +80,7 @@ def card_text(name: str, stats: dict, pg: Playground) -> str:
         f"| **validation loss** | **{stats['val_loss']:.3f} nats** per token, non-overlapping 128-token "
         "blocks of the held-out split, weights as shipped |",
         f"| **validation perplexity** | **{stats['val_perplexity']:.1f}** |",
+        *draft_rows(stats),
         "", "## Corpus and licence", "", CORPUS_NOTE, f"Archive sha256: `{stats['corpus_sha256']}`.",
         "", "## Retrain", "", "```bash", f"bash scripts/train.sh --only {name}", "```", "",
         "## Sample continuations", "",

@@ -45,6 +45,13 @@ class Plan:
     warmup: int = 100
     seed: int = 0
     summary: str = ""
+    # the shape of a "gpt2" model (the shipped default's unless a plan says otherwise)
+    n_layer: int = 4
+    n_embd: int = 256
+    n_head: int = 4
+    # a draft (assistant) for this shipped model: trained on its tokenizer (the ids must be the same ones, not
+    # merely an equal retraining), and carded with how often its greedy token equals the target's
+    draft_for: str = ""
 
 
 PLANS = {
@@ -55,6 +62,10 @@ PLANS = {
              summary="seed 001's post-LayerNorm TransformerLM: learned positions, causal mask, ReLU FFN"),
         Plan("shakespeare-lstm", "lstm", steps=700, lr=3e-3,
              summary="an LSTM language model: the forward half of seed 000's ELMo"),
+        Plan("shakespeare-draft", "gpt2", steps=700, lr=3e-3, warmup=50, n_layer=2, n_embd=128, n_head=4,
+             draft_for="shakespeare-gpt2",
+             summary="GPT2LMHeadModel, 2 layers x 4 heads x 32: the draft (assistant) of shakespeare-gpt2 for "
+                     "assisted (speculative) decoding, on its tokenizer"),
     ]
 }
 
@@ -112,13 +123,14 @@ def encode(tokenizer, texts: list[str]) -> torch.Tensor:
     return torch.tensor(ids, dtype=torch.long)
 
 
-def build_model(kind: str, vocab_size: int, eos: int):
+def build_model(kind: str, vocab_size: int, eos: int, plan: Plan | None = None):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     common = {"bos_token_id": eos, "eos_token_id": eos}
     if kind == "gpt2":
-        return GPT2LMHeadModel(GPT2Config(vocab_size=vocab_size, n_positions=256, n_embd=256, n_layer=4,
-                                          n_head=4, **common))
+        shape = plan or Plan("", "gpt2", steps=0)
+        return GPT2LMHeadModel(GPT2Config(vocab_size=vocab_size, n_positions=256, n_embd=shape.n_embd,
+                                          n_layer=shape.n_layer, n_head=shape.n_head, **common))
     if kind == "transformer-lm":
         return TransformerLMForCausalLM(TransformerLMConfig(vocab_size=vocab_size, **common))
     if kind == "lstm":
@@ -140,6 +152,29 @@ def evaluate(model, ids: torch.Tensor, block_size: int = 128, max_blocks: int | 
         total += loss.item() * n
         count += n
     return total / count
+
+
+def forward_flops_per_token(model) -> int:
+    """Multiply-adds x 2 of one token through the weights: every matrix but the input embeddings (a look-up),
+    with the read-out counted even where it is tied to them. Attention over the context is left out (the
+    same for both models of a pair at equal length, and small next to the weights at these widths)."""
+    config = model.config
+    matrices = sum(p.numel() for n, p in model.named_parameters() if p.dim() >= 2 and "wte" not in n and "wpe" not in n)
+    return 2 * (matrices + config.vocab_size * config.n_embd)
+
+
+@torch.no_grad()
+def greedy_agreement(draft, target, ids: torch.Tensor, block_size: int = 128) -> float:
+    """How often the draft's most likely next token equals the target's, over every position of the
+    non-overlapping blocks of `ids` (the held-out split): the chance a greedy draft token is accepted."""
+    draft.eval()
+    target.eval()
+    blocks = ids[: len(ids) // block_size * block_size].view(-1, block_size)
+    same = total = 0
+    for batch in blocks.split(32):
+        same += int((draft(batch).logits.argmax(-1) == target(batch).logits.argmax(-1)).sum())
+        total += batch.numel()
+    return same / total
 
 
 def train(model, train_ids: torch.Tensor, plan: Plan, progress: bool = True) -> list[float]:
@@ -175,10 +210,18 @@ def train(model, train_ids: torch.Tensor, plan: Plan, progress: bool = True) -> 
 def run(plan: Plan, out_root: Path, steps_scale: float = 1.0, progress: bool = True) -> dict:
     texts, sha = fetch_corpus()
     train_texts, val_texts = split_texts(texts)
-    tokenizer = train_tokenizer(train_texts)
+    target = None
+    if plan.draft_for:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        target_folder = out_root / plan.draft_for
+        tokenizer = AutoTokenizer.from_pretrained(target_folder, local_files_only=True)
+        target = AutoModelForCausalLM.from_pretrained(target_folder, dtype=torch.float32, local_files_only=True)
+    else:
+        tokenizer = train_tokenizer(train_texts)
     train_ids, val_ids = encode(tokenizer, train_texts), encode(tokenizer, val_texts)
     plan = Plan(**{**asdict(plan), "steps": max(1, int(plan.steps * steps_scale))})
-    model = build_model(plan.kind, len(tokenizer), tokenizer.eos_token_id)
+    model = build_model(plan.kind, len(tokenizer), tokenizer.eos_token_id, plan)
     started = time.time()
     losses = train(model, train_ids, plan, progress)
     seconds = time.time() - started
@@ -195,6 +238,12 @@ def run(plan: Plan, out_root: Path, steps_scale: float = 1.0, progress: bool = T
         "val_loss": val_loss, "val_perplexity": math.exp(val_loss), "corpus_sha256": sha,
         "texts": len(texts), "torch": torch.__version__,
     }
+    if target is not None:
+        stats["draft_for"] = {
+            "model": plan.draft_for, "val_perplexity": math.exp(evaluate(target, val_ids, plan.block_size)),
+            "greedy_agreement": greedy_agreement(model, target, val_ids, plan.block_size),
+            "flops_per_token": forward_flops_per_token(model), "target_flops_per_token": forward_flops_per_token(target),
+        }
     (folder / "training.json").write_text(json.dumps(stats, indent=2))
     return stats
 
@@ -206,7 +255,8 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "assets" / "models")
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    for name in args.only or list(PLANS):
+    # a draft is trained on its target's tokenizer and compared with it, so it comes after its target
+    for name in sorted(args.only or list(PLANS), key=lambda n: bool(PLANS[n].draft_for)):
         stats = run(PLANS[name], args.out, args.steps_scale)
         print(f"{name}: {stats['parameters'] / 1e6:.2f}M parameters, val perplexity "
               f"{stats['val_perplexity']:.1f} after {stats['plan']['steps']} steps ({stats['train_seconds']} s)")

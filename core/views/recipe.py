@@ -45,7 +45,7 @@ def recipe(result: DecodeResult, runs: list[DecodeSettings], prompt: str) -> dic
     return {
         "model": result.model, **_source(loaded_from), "revision": registry.model_revision(loaded_from),
         "prompt": prompt, "prompt_ids": result.prompt_ids, "device": result.device, "dtype": result.dtype,
-        "runs": [{"name": s.name(), **s.params(), "generate_kwargs": _plain(s.generate_kwargs()),
+        "runs": [{"name": s.name(), **s.params(), "generate_kwargs": _plain(s.generate_kwargs()), **_assistant(s),
                   **({} if s.runner.in_generate else {"not_in_generate": lineup_syntax.run_spec(s)})} for s in runs],
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "transformers": transformers.__version__},
@@ -86,6 +86,17 @@ def _source(name: str) -> dict:
     own_tokenizer = registry.tokenizer_folder(str(folder)) == str(folder)
     return {"source": where, "source_kind": kind, "tokenizer": where if own_tokenizer else GPT2_TOKENIZER_HUB,
             "model_type": model_type}
+
+
+def _assistant(s: DecodeSettings) -> dict:
+    """An assisted run's draft model: where a reader gets it, and the knobs generate() reads from the
+    draft's own generation_config (not from generate()'s keywords)."""
+    if s.assistant_model is None:
+        return {}
+    return {"assistant": {"model": s.assistant_model, "source": _source(s.assistant_model)["source"],
+                          "generation_config": {"num_assistant_tokens": s.num_assistant_tokens,
+                                                "num_assistant_tokens_schedule": s.num_assistant_tokens_schedule,
+                                                "assistant_confidence_threshold": s.assistant_confidence_threshold}}}
 
 
 def _one_line(text) -> str:
@@ -181,9 +192,18 @@ def _snippet_run(run: dict) -> list[str]:
                 f"--lineup {_one_line(run['not_in_generate'])!r} --max-new-tokens {run['max_new_tokens']}"]
     kwargs = ", ".join(_kwarg(k, v) for k, v in run["generate_kwargs"].items())
     moved = [k for k in MOVED_OUT_OF_TRANSFORMERS_5 if k in run["generate_kwargs"]]
+    draft = []
+    if "assistant" in run:  # generate() takes the draft as a model, and its knobs from the draft's config
+        a = run["assistant"]
+        kwargs += ", assistant_model=assistant"
+        draft = [f"# the draft model {_one_line(a['model'])}: {_one_line(a['source'])} (a hub id, or a folder of "
+                 "Decoding Playground's repository)",
+                 f"assistant = AutoModelForCausalLM.from_pretrained({a['source']!r}, dtype=model.dtype).to(DEVICE).eval()",
+                 *[f"assistant.generation_config.{k} = {v!r}" for k, v in a["generation_config"].items()]]
     return [
         "",
         f"# {run['name']}",
+        *draft,
         *([f"# ({', '.join(moved)}: transformers 5 moved this strategy out of its core; run this call with "
            "transformers==4.55.4, the last release that has it, or with the hub's custom_generate version)"]
           if moved else []),

@@ -69,9 +69,9 @@ class Param:
         if k.kind in _CHOICES or (k.kind == "choice" and k.choices):
             return cls(k.default if default is _FROM_KNOB else default, choices=_CHOICES.get(k.kind, k.choices),
                        knob=name, help=k.help, widget="choice")
-        if k.kind not in ("int", "float"):
+        if k.kind not in ("int", "optional_int", "float"):
             raise TypeError(f"{name} is a {k.kind} setting; Param.from_knob takes numbers and choices only.")
-        cast = int if k.kind == "int" else float
+        cast = int if k.kind in ("int", "optional_int") else float  # a page shows an optional one when it is on
         number = lambda b: cast(b) if isinstance(b, (int, float)) else b  # noqa: E731 (a str: a model fact)
         p = cls(cast(k.default if default is _FROM_KNOB else default), number(k.low), number(k.high),
                 open_low=k.open_low, open_high=k.open_high, knob=name, help=k.help, widget=widget,

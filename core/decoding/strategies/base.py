@@ -57,6 +57,7 @@ class RawStep:
     banned: dict[str, list[int]]
     curve: list[tuple[int, float]]
     distribution: torch.Tensor | None = None  # processed log-probs (V,), only with keep_distributions
+    drafted: bool | None = None  # assisted decoding: proposed by the draft and accepted (False: the target's own)
 
 
 @dataclass
@@ -88,6 +89,9 @@ class RawRun:
     settings: Settings
     sequences: list[RawSequence]
     beam_tree: list[RawBeamNode] | None = None
+    target_forwards: int | None = None  # forward passes of the model that gave this run logits (prefill included)
+    seconds: float | None = None  # wall time of its decoding (a batched run: the whole batch's, shared)
+    speculation: object | None = None  # assisted decoding: `strategies.assisted.Speculation`, check by check
 
 
 class RawRows(NamedTuple):
@@ -236,6 +240,9 @@ class Strategy:
     needs_hidden_states: ClassVar[bool] = False
     follows_forced_ids: ClassVar[bool] = False  # accepts forced_ids (a fixed token path)
     in_generate: ClassVar[bool] = True  # generate() has this mode, so a recipe can call it
+    # runs its own loop over the model (`decode_alone(lm, on_step)`) beside the batch, instead of `advance`
+    # one token per batch step: assisted decoding, whose checks take a variable number of tokens
+    decodes_alone: ClassVar[bool] = False
     backends: ClassVar[dict[str, Runs]] = {}
     mode: ClassVar[str]  # set by @register
 
