@@ -348,7 +348,8 @@ def test_the_command_line_and_the_lineup(capsys):
     assert lineup_syntax.lineup_spec(parsed) == lineup.replace(" ", "")
     code = main(["decode", "--model", TARGET, "--prompt", "x", "--assistant-model", "nope"])
     _, err = capsys.readouterr()
-    assert code == 2 and err.startswith("error: Unknown model 'nope'") and err.count("\n") == 1
+    assert code == 2 and err.startswith("error: assistant_model='nope' cannot be used: Unknown model 'nope'")
+    assert err.count("\n") == 1
 
 
 @given(name=st.text(max_size=80), schedule=st.text(max_size=20))
