@@ -11,9 +11,15 @@ from core.decoding import lineup as lineup_syntax
 from core.cli import build_parser, settings_from_args
 from core.decoding.engine import decode_batch
 from core.errors import InvalidSetting
+from core.decoding.knobs import TEXT_KINDS
 from core.decoding.settings import KNOBS, MODES, DecodeSettings, validate
 from core.decoding.strategies import REGISTRY
 from core.decoding.strategies.base import Strategy
+
+
+# generate() leaves these unset (None) and treats the value beside them exactly as unset; ours keep the
+# number so that a widget and a link always hold one. The test below checks the equivalence in generate().
+SAME_AS_UNSET = {"guidance_scale": 1.0, "min_new_tokens": 0}
 
 
 def test_cli_defaults_are_generate_defaults():
@@ -25,12 +31,44 @@ def test_cli_defaults_are_generate_defaults():
     for name, knob in KNOBS.items():
         if not (knob.flag and knob.keyword):
             continue
+        if not hasattr(config, name) and name not in generate_defaults:
+            # text that becomes generate()'s ids under another keyword (negative_prompt_ids, bad_words_ids):
+            # empty and not sent by default, as generate() has them unset
+            assert knob.kwargs is not None and not knob.kwarg_when_default and not knob.default, name
+            assert getattr(args, name) in ((), "", None, []), name
+            continue
         expected = generate_defaults.get(name, getattr(config, name))
+        if expected is None and name in SAME_AS_UNSET:
+            expected = SAME_AS_UNSET[name]
         ours = getattr(args, name) if name != "num_beams" else settings_from_args(args).num_beams
+        if expected is None and knob.kind in TEXT_KINDS:
+            # generate()'s None is an empty list of texts (or no pair) here: nothing is banned, biased, stopped
+            assert ours in (None, ()) and getattr(DecodeSettings(), name) in (None, ()), name
+            checked += 1
+            continue
         assert ours == expected, name
         assert getattr(DecodeSettings(), name) == expected, name
         checked += 1
     assert checked >= 16
+
+
+def test_the_values_kept_for_unset_build_what_generate_builds_unset():
+    """generate()'s processors for the value we keep and for None change no score, at every length."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=50, n_positions=16, n_embd=8, n_layer=1, n_head=1))
+    torch.manual_seed(0)
+    for name, value in SAME_AS_UNSET.items():
+        outputs = []
+        for v in (None, value):
+            processors = model._get_logits_processor(
+                GenerationConfig(eos_token_id=5, **{name: v}), input_ids_seq_length=3,
+                encoder_input_ids=torch.zeros(1, 3, dtype=torch.long), prefix_allowed_tokens_fn=None,
+                logits_processor=None)
+            outputs.append(processors)
+        for length in range(1, 8):
+            ids, scores = torch.randint(0, 50, (2, length)), torch.randn(2, 50)
+            a, b = (p(ids, scores.clone()) for p in outputs)
+            assert torch.equal(a, b), (name, length)
 
 
 def test_every_setting_has_a_flag_and_a_url_name():
