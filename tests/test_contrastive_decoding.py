@@ -178,6 +178,10 @@ def test_the_budget_counts_the_amateur(expert, monkeypatch):
     (DecodeSettings("contrastive_decoding", amateur_model="shakespeare-lstm", cd_alpha=1.5), "cd_alpha must be in"),
     (DecodeSettings("contrastive_decoding", amateur_model="shakespeare-lstm", amateur_temperature=0.0),
      "amateur_temperature must be from"),
+    # against itself every plausible token scores 0 (at temperature 1), and greedy would pick the lowest id
+    (DecodeSettings("contrastive_decoding", amateur_model=EXPERT), "is the model that decodes"),
+    (DecodeSettings("contrastive_decoding", amateur_model=EXPERT, num_beams=2, amateur_temperature=0.5),
+     "is the model that decodes"),
 ])
 def test_bad_settings_are_one_sentence_naming_the_setting(expert, settings, fragment):
     with pytest.raises(Exception) as refused:

@@ -216,6 +216,8 @@ class Strategy:
       (by default every setting of kind "model" it declares or reads that is set): the playground loads
       each once per process, counts its rows in the request's budget, and the run gets them as
       `self.other_lms[setting]` (`StepModel`s on the same device, sharing the model's tokenizer);
+      `contrasts_with`: those of its settings whose model must differ from the run's own (a method that
+      sets one model against another learns nothing from a model set against itself);
     - `backends`: `{backend: Runs}`, the backends other than this process that can run it, and how
       (`core.decoding.knobs.Runs`); a class inherits none, see `runs_on`.
 
@@ -233,6 +235,7 @@ class Strategy:
     strategy: ClassVar[str] = ""
     settings: ClassVar[dict[str, Knob]] = {}
     reads: ClassVar[tuple[str, ...]] = ()
+    contrasts_with: ClassVar[tuple[str, ...]] = ()
     precedence: ClassVar[int] = 0
     samples: ClassVar[bool] = False
     keeps_beams: ClassVar[bool] = False

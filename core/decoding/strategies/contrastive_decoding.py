@@ -123,6 +123,7 @@ class ContrastiveDecoding(_Contrast, GreedySearch):
     precedence = 0
     follows_forced_ids = False
     in_generate = False
+    contrasts_with = ("amateur_model",)
     backends = {}  # a vLLM server runs one model per request: refused there by name
     settings = {
         "amateur_model": knob(None, "contrastive decoding: the amateur model whose log-probs are subtracted (a "
@@ -164,6 +165,7 @@ class ContrastiveDecodingBeam(_Contrast, BeamSearch):
 
     strategy = STRATEGY
     in_generate = False
+    contrasts_with = ("amateur_model",)
     backends = {}
     settings = {}
     reads = ("amateur_model", "cd_alpha", "amateur_temperature", "num_beams", "length_penalty", "early_stopping",
