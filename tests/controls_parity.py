@@ -63,12 +63,19 @@ def controls(pg: Playground, prompt: str) -> dict[str, dict]:
     return {**one, "all": together}
 
 
-def applies(settings: DecodeSettings, control: str = "") -> bool:
-    """Whether the control means anything on this run: top-h alone only where it samples (generate()
-    and the engine apply a warper only there), a negative prompt only on one row (generate() takes no more)."""
+def not_applied(settings: DecodeSettings, control: str = "") -> str:
+    """Why the control means nothing on this run ("" where it does): top-h alone only where it samples
+    (generate() and the engine apply a warper only there), a negative prompt only on one row (generate()
+    takes no more)."""
     if control == "top_h" and not settings.do_sample:
-        return False
-    return not (settings.negative_prompt and settings.runner.rows_needed(settings) != 1)
+        return "n/a (generate() applies top-h only when sampling)"
+    if settings.negative_prompt and settings.runner.rows_needed(settings) != 1:
+        return "n/a (generate() takes a negative prompt on one row only)"
+    return ""
+
+
+def applies(settings: DecodeSettings, control: str = "") -> bool:
+    return not not_applied(settings, control)
 
 
 def equal(pg: Playground, prompt: str, settings: DecodeSettings) -> tuple[bool, list]:
@@ -112,7 +119,7 @@ def table(pg: Playground, prompts: list[str], title: str) -> list[str]:
             for prompt, case in zip(prompts, cases):
                 s = base.replace(**case[name])
                 if not applies(s, name):
-                    cells.append("n/a (generate() refuses)")
+                    cells.append(not_applied(s, name))
                     continue
                 same, finished = equal(pg, prompt, s)
                 stops = [d for _, r, d in finished if r == "stop_string"]
