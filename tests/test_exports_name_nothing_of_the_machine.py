@@ -28,6 +28,8 @@ PAGES = {  # each page with a cheap state; the branch on Step through puts a sec
     "pages/6_score_a_text.py": {},
     "pages/7_report.py": {"max_new_tokens": 6, "samples": 2},
     "pages/8_pipeline.py": {"max_new_tokens": 6, "run": 3, "step": 2},
+    "pages/9_speculative_decoding.py": {"max_new_tokens": 6},
+    "pages/10_watermark_lab.py": {"max_new_tokens": 8, "false_positives": "false"},
 }
 EXPORTS = {  # what the pages offer today: each must be found (any other download is searched too)
     "pages/1_compare.py": {"JSON", "CSV", "Markdown", "HTML page", "Recipe"},
@@ -76,6 +78,14 @@ def run_page(path: str, **params) -> AppTest:
 def assert_anonymous(files: dict[str, str | bytes], *folders: Path) -> None:
     leaks = {name: found for name, text in files.items() if (found := machine_names_in(text, *folders))}
     assert not leaks, leaks
+
+
+def test_no_download_of_a_sweep_names_this_machine(downloads):
+    files = downloads(run_page("pages/7_report.py", mode="sweep", sweep="top_p=0.5,1.0", samples=2))
+    assert {"CSV (the points)", "JSON (figures and samples)"} <= set(files), sorted(files)
+    assert all(files.values())
+    assert_anonymous(files)
+    assert [p["value"] for p in json.loads(files["JSON (figures and samples)"])["sweeps"][0]["points"]] == [0.5, 1.0]
 
 
 @pytest.mark.parametrize("path", PAGES)
