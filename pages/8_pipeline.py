@@ -15,10 +15,13 @@ from core.views.share import Param
 from core.views.tokens import visible
 
 PAGE = "pipeline"
+# A newcomer first sees a run that goes through several stages: Compare's line-up and one run more.
+SHOWCASE = "sample(repetition_penalty=1.3,temperature=0.8,top_k=40,top_p=0.9)"
+DEFAULT_LINEUP = lineup_syntax.lineup_spec(default_lineup()).replace(";", "\n") + "\n" + SHOWCASE
 SCHEMA = {"prompt": PRESETS["A long long time ago"],
-          "lineup": Param(lineup_syntax.lineup_spec(default_lineup()).replace(";", "\n"),
-                          max_chars=lineup_syntax.MAX_LINEUP_CHARS),
-          "run": Param(0, 0, limits.MAX_RUNS - 1), "step": Param(0, 0, limits.MAX_APP_NEW_TOKENS - 1)}
+          "lineup": Param(DEFAULT_LINEUP, max_chars=lineup_syntax.MAX_LINEUP_CHARS),
+          "run": Param(len(default_lineup()), 0, limits.MAX_RUNS - 1),
+          "step": Param(5, 0, limits.MAX_APP_NEW_TOKENS - 1)}
 
 pg = sidebar(PAGE, SCHEMA, "The pipeline, stage by stage")
 st.text_area("Prompt", key=f"{PAGE}_prompt", height=90)

@@ -182,6 +182,19 @@ def test_beam_page_draws_one_tree_per_group_for_diverse_beam_search():
     assert not at.exception and len(at.tabs) == 0 and at.select_slider(key="beam_num_beam_groups").value == 1
 
 
+def test_a_newcomer_meets_the_pipeline_on_a_run_with_several_stages():
+    """The page's own address, no parameters: Compare's line-up and one run more, shown at step 5, each stage
+    with what it did and the tokens it changed listed beside that count, not beside what it kept."""
+    at = page("pipeline")
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.subheader[0].value.startswith("Run 8: temperature 0.8, top-k 40, top-p 0.9 + repetition penalty 1.3 · "
+                                            "step 5 of ")
+    table = next(h.value for h in at.get("html") if "<table" in h.value)
+    cells = [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", table)[1:]]
+    assert [c[2] for c in cells] == ["raw", "repetition_penalty", "temperature", "top_k", "top_p"]
+    assert re.fullmatch(r"cut [\d,]+ tokens: .* and [\d,]+ more; keeps 40", cells[3][3]) and cells[3][4] == "40"
+
+
 def test_pipeline_page_shows_each_stage_as_the_run_applied_it():
     """The stages' names in generate()'s order and their kept counts, as core computes them for that step; the
     address reproduces the page."""

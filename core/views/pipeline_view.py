@@ -25,6 +25,13 @@ def _pct(p: float) -> str:
     return "0%" if p <= 0 else f"{p:.1e}" if p < 1e-4 else f"{p:.2%}"
 
 
+def _did(did: str, listed: str) -> str:
+    """The tokens a stage changed, listed right after the count they belong to: "cut 8,152 tokens: 'a', 'b'
+    and 8,150 more; keeps 40", not after what it kept."""
+    changed, _, kept = did.partition(", keeps ")
+    return changed + (f": {listed}" if listed else "") + (f"; keeps {kept}" if kept else "")
+
+
 def stages_table(view: Pipeline) -> list[dict]:
     """One row per stage, in the pipeline's order (rendered by `markup.table_html`, which escapes every cell)."""
     rows = []
@@ -35,7 +42,7 @@ def stages_table(view: Pipeline) -> list[dict]:
             listed += f" and {more:,} more"
         rows.append({
             "#": i, "stage": st.label, "generate() keyword": st.name,
-            "what it did": st.did + (f": {listed}" if listed else ""),
+            "what it did": _did(st.did, listed),
             "tokens kept": st.kept, "entropy (nats)": round(st.entropy, 3),
             f"p({visible(view.token)})": _pct(st.chosen_prob), "its rank": st.chosen_rank,
             "most likely here": ", ".join(f"{visible(t.token)!r} {_pct(t.prob)}" for t in st.top[:LISTED]),
