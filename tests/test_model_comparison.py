@@ -58,6 +58,8 @@ def test_models_sharing_a_tokenizer_read_the_same_ids_and_score_each_other(pair)
     assert rows[0]["perplexity under shakespeare-lstm"] == round(result.cross[0][0][1].perplexity, 2)
     assert rows[2]["perplexity under shakespeare-gpt2"] == round(result.cross[1][0][0].perplexity, 2)
     assert rows[0]["perplexity under shakespeare-gpt2"] == "—"  # not its own model twice
+    assert list(rows[0]) == ["model", "run", "tokens", "perplexity (own model)", "perplexity under shakespeare-gpt2",
+                             "perplexity under shakespeare-lstm"]  # the scoring models in the comparison's order
 
 
 def test_a_model_with_its_own_tokenizer_reads_its_own_ids_and_scores_the_text(pair, tiny_dir):
