@@ -37,7 +37,8 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.models import registry  # noqa: E402
-from core.models.lm import HFCausalLM, adapter_for  # noqa: E402
+from core.models.forwards import adapter_for  # noqa: E402
+from core.models.lm import HFCausalLM  # noqa: E402
 from core.models.registry import load_tokenizer, pick_device  # noqa: E402
 from core.playground import Playground, default_lineup  # noqa: E402
 

@@ -17,7 +17,8 @@ from transformers import DynamicCache, GPT2Config, GPT2LMHeadModel, LlamaConfig,
 from conftest import ROOT
 from core.errors import InvalidSetting
 from core.models import lean_gpt2
-from core.models.lm import HFCausalLM, adapter_for, forward_choice
+from core.models.forwards import adapter_for
+from core.models.lm import HFCausalLM, forward_choice
 from core.models.lean_gpt2 import LeanGPT2
 from core.playground import Playground, default_lineup
 

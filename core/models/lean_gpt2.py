@@ -17,7 +17,7 @@ transformers' order of operations, and changes only:
   `__init__` checks the equality on this machine's BLAS and keeps `F.linear` everywhere if it fails.
 
 So the logits are transformers' own, bit for bit, at the same batch size: the parity suites run
-through it unchanged (`adapter_for` picks it for every GPT-2), and tests/test_lean_forward.py compares
+through it unchanged (`core.models.forwards.adapter_for` picks it for every GPT-2), and tests/test_lean_forward.py compares
 every part with transformers' forward with torch.equal. `PLAYGROUND_FORWARD=transformers` (or
 `--forward transformers`) switches back to transformers' forward.
 """

@@ -97,36 +97,6 @@ def forward_choice(forward: str | None = None) -> str:
     return chosen
 
 
-def engine_for(model: torch.nn.Module, forward: str | None = None) -> str:
-    """Which adapter decodes `model` when `forward` is asked for: "native" (our own models, through their
-    own state), "lean" (transformers' GPT-2, `core.models.lean_gpt2`, unless transformers' own forward is
-    asked for) or "transformers" (any other transformers model, through its forward and KV cache)."""
-    if all(hasattr(model, name) for name in ("prefill", "step", "select_rows")):
-        return "native"
-    chosen = forward_choice(forward)
-    if chosen != "transformers":
-        from core.models import lean_gpt2
-
-        why_not = lean_gpt2.unsupported(model)
-        if why_not is None:
-            return "lean"
-        if chosen == "lean":
-            raise InvalidSetting(f"forward=lean cannot decode this model: {why_not}; use forward=auto or transformers.")
-    return "transformers"
-
-
-def adapter_for(model: torch.nn.Module, forward: str | None = None) -> "StepModel":
-    """The engine's view of `model` (`engine_for` says which)."""
-    engine = engine_for(model, forward)
-    if engine == "native":
-        return NativeLM(model)
-    if engine == "lean":
-        from core.models.lean_gpt2 import LeanGPT2
-
-        return LeanGPT2(model)
-    return HFCausalLM(model)
-
-
 class NativeLM:
     """A model of core.models.architectures: it keeps its state (KV cache or LSTM state) itself."""
 

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from core.models import registry
-from core.models.lm import StepModel, adapter_for, engine_for
+from core.models.forwards import adapter_for, engine_for
+from core.models.lm import StepModel
 
 DEFAULT_MAX_LOADED = 4
 
