@@ -16,5 +16,8 @@ class ModelUnavailable(PlaygroundError):
 def quote(value, limit: int = 60) -> str:
     """A stranger's value as a short, quoted literal: cut, and with every control character escaped."""
     text = str(value)
-    shown = repr(text[:limit])
-    return shown + ("…" if len(text) > limit else "")
+    # cut after escaping: one character can take 10 to show (an unassigned code point: \U000105a2)
+    shown = min(len(text), limit)
+    while shown > 0 and len(repr(text[:shown])) > limit + 2:
+        shown -= 1
+    return repr(text[:shown]) + ("…" if len(text) > shown else "")

@@ -129,6 +129,10 @@ def test_plain_text_has_no_markdown_left(text):
 def test_a_value_is_quoted_short_and_on_one_line():
     assert share.quote("x" * 500).endswith("…") and len(share.quote("x" * 500)) < 70
     assert "\n" not in share.quote("a\nb") and "\\n" in share.quote("a\nb")
+    # cut after escaping (Hypothesis found a 17-character value shown in 115)
+    found = "000000000\x1f\x1f\x1f\x1f\x1f\x1f\x08\x08\x08\U000105a2\U0001166d\U00011daa\U00012544\U0001342f"
+    assert len(share.quote(found)) <= 63 and share.quote(found).endswith("…")
+    assert len(share.quote("\x00" * 500)) <= 63
 
 
 @given(text=NASTY)

@@ -148,6 +148,49 @@ def test_prompt_lookup_is_plain_greedy_and_generates(target, prompt):
     assert ours.speculation.source == "prompt lookup" and ours.speculation.draft_forwards == 0
 
 
+STOPS = ([".]"], ["]", "!"], ["\n\n"], [","])
+
+
+@pytest.mark.parametrize("stops", STOPS)
+def test_stop_strings_stop_prompt_lookup_where_generate_stops_it(target, stops):
+    """generate()'s assisted loop asks its stopping criteria once per check, after the tokens it kept: the
+    same tokens and finish here, on every prompt; a stop string a check completes before its last token
+    is passed over, so the run is plain greedy's, up to where plain greedy stops or further."""
+    from core.decoding.knobs import TokenTexts
+
+    stopped = 0
+    for prompt in LOOKUP_PROMPTS:
+        plain = DecodeSettings("greedy", max_new_tokens=40, stop_strings=tuple(stops))
+        s = plain.replace(prompt_lookup_num_tokens=10)
+        ours, alone = target.compare(prompt, [s, plain]).runs
+        ids = torch.tensor([target.encode_prompt(prompt, 40)[0]])
+        out = target.model.generate(ids, attention_mask=torch.ones_like(ids), pad_token_id=target.facts.pad_token_id,
+                                    **s.generate_kwargs(TokenTexts(target.tokenizer)))
+        assert ours.best.ids == out[0, ids.shape[1]:].tolist(), prompt
+        unstopped = target.decode(prompt, plain.replace(stop_strings=())).runs[0].best.ids
+        assert len(ours.best.ids) >= len(alone.best.ids) and ours.best.ids == unstopped[:len(ours.best.ids)]
+        if ours.best.finish_reason == "stop_string":
+            stopped += 1
+            assert ours.best.finish_detail in stops
+        else:
+            assert ours.best.finish_reason == "max_new_tokens" and len(ours.best.ids) == 40
+    assert stopped > 0
+
+
+def test_stop_strings_with_a_draft_model_are_one_sentence_as_generate_refuses_them(target, draft):
+    s = DecodeSettings("greedy", max_new_tokens=8, stop_strings=("]",), assistant_model=DRAFT)
+    with pytest.raises(InvalidSetting, match="stop_strings cannot end a run assisted by a draft model") as refused:
+        target.decode(PROMPTS[0], s)
+    assert "\n" not in str(refused.value)
+    from core.decoding.knobs import TokenTexts
+
+    ids = torch.tensor([target.encode_prompt(PROMPTS[0], 8)[0]])
+    draft_config(draft.model, s)
+    with pytest.raises(ValueError, match="could not locate a tokenizer"):  # generate() 5.23, for the record
+        target.model.generate(ids, attention_mask=torch.ones_like(ids), pad_token_id=target.facts.pad_token_id,
+                              assistant_model=draft.model, **s.generate_kwargs(TokenTexts(target.tokenizer)))
+
+
 def test_prompt_lookup_drafts_from_the_text(target):
     runs = [target.decode(p, DecodeSettings("greedy", max_new_tokens=40, prompt_lookup_num_tokens=10)).runs[0]
             for p in LOOKUP_PROMPTS]

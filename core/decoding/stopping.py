@@ -59,7 +59,7 @@ def applied_to(s) -> list[Criterion]:
 def check(s) -> None:
     for c in applied_to(s):
         if s.mode not in c.modes:
-            raise InvalidSetting(f"{c.knobs[0]} ends greedy, sampling, beam and contrastive runs, not "
+            raise InvalidSetting(f"{c.knobs[0]} ends greedy, sampling, beam, contrastive and assisted runs, not "
                                  f"{s.mode.replace('_', ' ')}; remove it from this run.")
 
 
@@ -104,7 +104,7 @@ register(Criterion(
     name="stop_string", label="stop strings", knobs=("stop_strings",),
     finished=lambda detail: f"stopped at the stop string {detail!r}",
     active=lambda s: bool(s.stop_strings), build=_stop_strings,
-    modes=("greedy_search", "sample", "beam_search", "contrastive_search"),
+    modes=("greedy_search", "sample", "beam_search", "contrastive_search", "assisted_generation", "assisted_sampling"),
     in_name=lambda s: f"{len(s.stop_strings)} stop string{'s' if len(s.stop_strings) != 1 else ''}",
     settings={"stop_strings": knob(
         (), "stop as soon as the text ends with one of these (tokenized in any way; generate()'s stop_strings)",

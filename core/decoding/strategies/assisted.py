@@ -25,6 +25,11 @@ Before each draft its cache is cut back to all but the last two tokens, which it
 generate() does. Prompt lookup (`PromptLookupCandidateGenerator`): the first earlier occurrence of the
 sequence's last n-gram (n from `max_matching_ngram_size` down to 1) proposes the tokens that followed it.
 
+Stopping criteria (stop strings, with prompt lookup: generate() 5.23 raises on them with a draft model,
+whose own generate() gets them without the tokenizer, and so do we, in one sentence) are asked once per
+check, after the tokens it kept, as generate()'s assisted loop asks them: a stop string that a check
+completes before its last token is not seen there, so such a run can stop later than plain decoding would.
+
 Random draws come from the run's own generator, seeded with its seed, in generate()'s order (each draft
 token, then one uniform per drafted token, then the target's token), so a run is reproducible from its
 seed and makes the draws generate() makes after `torch.manual_seed(seed)`. The tokens equal generate()'s
@@ -49,6 +54,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from core.decoding import stopping
 from core.decoding.knobs import knob, num
 from core.decoding.processors import apply_processors
 from core.decoding.strategies import register
@@ -143,6 +149,11 @@ class AssistedGreedy(Strategy):
             raise InvalidSetting(
                 f"assisted decoding drafts for greedy decoding or sampling, not {s.strategy}; generate() refuses it "
                 "too. Use greedy or sample with assistant_model or prompt_lookup_num_tokens.")
+        if s.assistant_model is not None and s.stop_strings:
+            raise InvalidSetting(
+                "stop_strings cannot end a run assisted by a draft model: generate() 5.23 refuses the pair (its draft's "
+                "own generate() gets the stop strings without the tokenizer); use prompt_lookup_num_tokens, or no "
+                "stop strings.")
         if s.assistant_model is not None and s.prompt_lookup_num_tokens is not None:
             raise InvalidSetting(
                 f"assistant_model={s.assistant_model} and prompt_lookup_num_tokens={s.prompt_lookup_num_tokens} "
@@ -158,6 +169,7 @@ class AssistedGreedy(Strategy):
         self.generator.manual_seed(self.settings.seed)
         self.records: list[tuple] = []  # per token: (id, drafted, figures)
         self.finish = "max_new_tokens"
+        self.finish_detail: str | None = None
         self.speculation = Speculation(self.settings.assistant_model or "prompt lookup")
         self.target_forwards = 0
         self.seconds = 0.0
@@ -293,7 +305,9 @@ class AssistedGreedy(Strategy):
             self.sequences = torch.cat([self.sequences, tokens.view(1, -1)], dim=-1)
             if len(self.eos) and bool(torch.isin(tokens[-1:], self.eos)):
                 self.finish = "eos"
-            self.done = self.finish == "eos" or self.sequences.shape[1] >= end
+            elif self.stops and (found := stopping.met(self.stops, self.sequences)[0]) is not None:
+                self.finish, self.finish_detail = found  # generate(): once per check, on the whole sequence
+            self.done = self.finish != "max_new_tokens" or self.sequences.shape[1] >= end
             if on_step is not None:
                 on_step()
         self.seconds = time.perf_counter() - started
@@ -328,7 +342,8 @@ class AssistedGreedy(Strategy):
         steps = [raw_step(stats, row, token, chosen) for (stats, row), (token, _, chosen) in zip(self.stats, self.records)]
         for step, (_, drafted, _) in zip(steps, self.records):
             step.drafted = drafted
-        return RawRun(self.settings, [RawSequence(steps, self.finish)], target_forwards=self.target_forwards,
+        return RawRun(self.settings, [RawSequence(steps, self.finish, finish_detail=self.finish_detail)],
+                      target_forwards=self.target_forwards,
                       seconds=self.seconds, speculation=self.speculation)
 
 
