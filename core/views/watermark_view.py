@@ -1,19 +1,21 @@
 """What the Watermark lab shows: tokens coloured by the list they fell in (with a CSS-only hover card: the
 bias the token got, the z-score so far), the z-score and p-value as the text grows, detection against the
-share of a text edited, the human passages' z-scores, and the cost in quality. No streamlit here; every
-piece of a tokenizer's or a user's text is escaped."""
+share of a text edited, the human passages' z-scores, and the cost in quality. No streamlit here; the
+tokens' HTML is a Jinja2 template (templates/watermark.html.j2) that escapes every value."""
 
 from __future__ import annotations
 
-import html
 import math
 
 import plotly.graph_objects as go
+from markupsafe import Markup
 from plotly.subplots import make_subplots
 
 from core.views.charts import layout
+from core.views.templating import macros
 from core.views.tokens import visible
 
+_HTML = macros("watermark.html.j2")
 GREEN, RED, UNSCORED = ("#b7e4b0", "#14361a"), ("#f6c3bd", "#4a1410"), ("#e6e6e6", "#555555")
 CSS = """<style>
 .wm-tokens{line-height:2.05;font-family:Georgia,'Times New Roman',serif;font-size:1.02rem;color:#111}
@@ -36,8 +38,9 @@ def _colours(mark) -> tuple[str, str]:
     return GREEN if mark.green else RED
 
 
-def _card(mark, marked_run: bool) -> str:
-    lines = [f"token {mark.index + 1}: <b>{html.escape(visible(mark.token))}</b> (id {mark.id})"]
+def _card_lines(mark, marked_run: bool) -> list[str]:
+    """The hover card's lines after its first (the token and its id)."""
+    lines = []
     if mark.green is None:
         lines.append("no list: the tokens that seed its green list are not in the text")
     else:
@@ -51,27 +54,18 @@ def _card(mark, marked_run: bool) -> str:
     else:
         lines.append("not scored by the detector: it reads the text alone, and this token's list is seeded "
                      "by tokens before the text")
-    return "<br>".join(lines)
+    return lines
 
 
-def tokens_html(detection, *, prompt: str = "", marked_run: bool = False) -> str:
+def tokens_html(detection, *, prompt: str = "", marked_run: bool = False) -> Markup:
     """The text's tokens on green or red (grey: no list), each with its card; a marked run's prompt first, plain."""
-    spans = []
-    for mark in detection.tokens:
-        bg, fg = _colours(mark)
-        text = html.escape(mark.token).replace("\n", "↵\n")
-        spans.append(f'<span class="wm-tok" tabindex="0" style="background:{bg};color:{fg}">{text}'
-                     f'<span class="wm-card">{_card(mark, marked_run)}</span></span>')
-    head = f'<span class="wm-prompt">{html.escape(prompt)}</span>' if prompt else ""
-    return CSS + legend_html() + f'<div class="wm-tokens">{head}{"".join(spans)}</div>'
+    marks = [{"bg": _colours(m)[0], "fg": _colours(m)[1], "text": m.token.replace("\n", "↵\n"), "number": m.index + 1,
+              "token": visible(m.token), "id": m.id, "lines": _card_lines(m, marked_run)} for m in detection.tokens]
+    return Markup(CSS) + legend_html() + _HTML.tokens(marks, prompt)
 
 
-def legend_html() -> str:
-    return ('<div class="wm-legend">'
-            f'<span style="background:{GREEN[0]};color:{GREEN[1]}">green list</span>'
-            f'<span style="background:{RED[0]};color:{RED[1]}">red list</span>'
-            f'<span style="background:{UNSCORED[0]};color:{UNSCORED[1]}">no list (not scored)</span>'
-            "hover a token for the bias it got and the z-score so far</div>")
+def legend_html() -> Markup:
+    return _HTML.legend(GREEN, RED, UNSCORED)
 
 
 def growth_figure(detection, title: str = "The detector's z-score and p-value as the text grows") -> go.Figure:
