@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 from core.decoding import processors
 from core.report import TABLE_METRICS, Figure1, Report, SweepReport
 from core.report.sweep import value_label
+from core.views.tokens import plotly_text
 
 LABELS = {
     "perplexity": "perplexity (raw model)",
@@ -30,7 +31,7 @@ def metric_chart(report: Report, key: str) -> go.Figure:
     names, means, plus, minus = [], [], [], []
     for r in report.strategies:
         s = r.metrics[key]
-        names.append(r.name)
+        names.append(plotly_text(r.name))  # a line-up's label is a stranger's text; plotly reads some HTML
         means.append(s.mean)
         plus.append(None if s.high is None or s.mean is None else max(0.0, s.high - s.mean))
         minus.append(None if s.low is None or s.mean is None else max(0.0, s.mean - s.low))
@@ -63,7 +64,7 @@ def figure1_chart(data: Figure1) -> go.Figure:
         if not tokens:
             continue
         fig.add_trace(go.Scatter(
-            x=list(range(1, len(tokens) + 1)), y=probs, mode="lines+markers", name=name,
+            x=list(range(1, len(tokens) + 1)), y=probs, mode="lines+markers", name=plotly_text(name),
             line=dict(color=colour), customdata=[html.escape(repr(t)) for t in tokens],
             hovertemplate=f"{html.escape(name)}<br>token %{{x}}: %{{customdata}}<br>p (raw) %{{y:.3f}}<extra></extra>"))
     fig.update_layout(title="Per-token probability (raw): beam search vs human text", xaxis_title="token",
