@@ -317,9 +317,8 @@ def _pipeline_table(view) -> str:
              f"{'stage':<22}{'kept':>8}{'entropy':>9}{'chosen p':>10}{'rank':>7}  what it did; top tokens"]
     for st in view.stages:
         tops = ", ".join(f"{t.token!r} {t.prob:.1%}" for t in st.top[:3])
-        listed = f": {', '.join(repr(t) for t in st.changed_tokens[:5])}" if st.changed_tokens else ""
         lines.append(f"{st.name:<22}{st.kept:>8,}{st.entropy:>9.3f}{st.chosen_prob:>10.2%}{st.chosen_rank:>7}  "
-                     f"{st.did}{listed}; {tops}")
+                     f"{st.did_naming(5)}; {tops}")
     if view.not_applied:
         lines.append("not applied in this run: " + ", ".join(view.not_applied))
     return "\n".join(lines)

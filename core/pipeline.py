@@ -22,7 +22,7 @@ replay does), so they equal the run's up to float rounding; nothing here mutates
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import torch
 import torch.nn.functional as F
@@ -66,7 +66,20 @@ class Stage:
     changed: int = 0  # tokens it cut, banned or changed (RESHAPES: every token, not listed)
     changed_ids: list[int] = field(default_factory=list)  # the most likely of them first, at most MAX_LISTED
     changed_tokens: list[str] = field(default_factory=list)
+    counted: str = ""  # `did`'s count of what it changed ("cut 8,152 tokens"), without what it kept
+    removed: int = 0  # tokens it took out of the distribution
     probs: torch.Tensor | None = field(default=None, repr=False, compare=False)  # (V,), not exported
+
+    def did_naming(self, limit: int, show: Callable[[str], str] = repr) -> str:
+        """`did`, naming the first `limit` tokens it changed right after their count: "cut 8,152 tokens: 'a',
+        'b' and 8,150 more; keeps 40" (a stage that reshaped every score, or did nothing, names none)."""
+        if not self.changed_tokens:
+            return self.did
+        names = ", ".join(show(t) for t in self.changed_tokens[:limit])
+        more = self.changed - min(len(self.changed_tokens), limit)
+        if more > 0:
+            names += f" and {more:,} more"
+        return f"{self.counted}: {names}" + (f"; keeps {self.kept:,}" if self.removed else "")
 
     def to_dict(self) -> dict:
         return {"name": self.name, "processor": self.processor, "label": self.label, "does": self.does,
@@ -258,7 +271,8 @@ def _effect(pg, stage: Stage, p: Processor, s, before: torch.Tensor, after: torc
     gone = int(removed.sum())
     verb = "cut" if p.does == CUTS else "banned" if p.does == BANS and p.removes else \
         (p.verb or "changed by").removesuffix(" by")
-    what = f"{verb} {count:,} token{'s' if count != 1 else ''}"
+    stage.counted = f"{verb} {count:,} token{'s' if count != 1 else ''}"
     if gone and gone != count:
-        what += f" ({gone:,} of them removed)"
-    stage.did = what + (f", keeps {stage.kept:,}" if gone else "")
+        stage.counted += f" ({gone:,} of them removed)"
+    stage.removed = gone
+    stage.did = stage.counted + (f", keeps {stage.kept:,}" if gone else "")

@@ -25,24 +25,13 @@ def _pct(p: float) -> str:
     return "0%" if p <= 0 else f"{p:.1e}" if p < 1e-4 else f"{p:.2%}"
 
 
-def _did(did: str, listed: str) -> str:
-    """The tokens a stage changed, listed right after the count they belong to: "cut 8,152 tokens: 'a', 'b'
-    and 8,150 more; keeps 40", not after what it kept."""
-    changed, _, kept = did.partition(", keeps ")
-    return changed + (f": {listed}" if listed else "") + (f"; keeps {kept}" if kept else "")
-
-
 def stages_table(view: Pipeline) -> list[dict]:
     """One row per stage, in the pipeline's order (rendered by `markup.table_html`, which escapes every cell)."""
     rows = []
     for i, st in enumerate(view.stages):
-        listed = ", ".join(repr(visible(t)) for t in st.changed_tokens[:LISTED])
-        more = st.changed - min(len(st.changed_tokens), LISTED)
-        if listed and more > 0:
-            listed += f" and {more:,} more"
         rows.append({
             "#": i, "stage": st.label, "generate() keyword": st.name,
-            "what it did": _did(st.did, listed),
+            "what it did": st.did_naming(LISTED, lambda t: repr(visible(t))),
             "tokens kept": st.kept, "entropy (nats)": round(st.entropy, 3),
             f"p({visible(view.token)})": _pct(st.chosen_prob), "its rank": st.chosen_rank,
             "most likely here": ", ".join(f"{visible(t.token)!r} {_pct(t.prob)}" for t in st.top[:LISTED]),
