@@ -275,7 +275,7 @@ class Playground:
                         f"{setting}={name!r} reads other token ids than {self.label} (a different tokenizer or "
                         f"vocabulary size), so its probabilities cannot be set against this model's; choose a "
                         "model that shares this one's tokenizer.")
-                if setting in s.runner.contrasts_with and other.fingerprint()[:2] == self.fingerprint()[:2]:
+                if setting in s.runner.contrasts_with and other.model is not None and other.model is self.model:
                     raise InvalidSetting(
                         f"{setting}={name!r} is the model that decodes, so every plausible token would score 0 "
                         f"against itself and {s.strategy} would pick by token id; choose a smaller model with "
