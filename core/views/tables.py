@@ -74,7 +74,7 @@ def cross_table(comparison) -> list[dict]:
     """Model against model (`core.model_comparison.ModelComparison`): one row per model and run (its best
     sequence), with its perplexity under its own model and under every other model of the comparison. A
     column whose scoring model has another tokenizer than the run's says that it counts its own tokens."""
-    rows, scorer = [], {"model": -3, "run": -2, "tokens": -1, "perplexity (own model)": 0}
+    rows, scorer = [], {}  # a column of another model's scores -> that model's place in the comparison
     for model, result, runs in zip(comparison.models, comparison.results, comparison.cross):
         for run, scores in zip(result.runs, runs):
             row = {"model": model, "run": run.name, "tokens": len(run.best.ids)}
@@ -89,5 +89,5 @@ def cross_table(comparison) -> list[dict]:
             rows.append(row)
     # a row's columns depend on its model; the scoring models' columns in the comparison's order, so that
     # the "—" of a run that is not scored twice by its own model falls on the diagonal
-    columns = sorted(dict.fromkeys(c for row in rows for c in row), key=scorer.__getitem__)
+    columns = ["model", "run", "tokens", "perplexity (own model)", *sorted(scorer, key=scorer.__getitem__)]
     return [{c: row.get(c, "—") for c in columns} for row in rows]

@@ -59,7 +59,7 @@ def _card_lines(mark, marked_run: bool) -> list[str]:
 
 def tokens_html(detection, *, prompt: str = "", marked_run: bool = False) -> Markup:
     """The text's tokens on green or red (grey: no list), each with its card; a marked run's prompt first, plain."""
-    marks = [{"bg": _colours(m)[0], "fg": _colours(m)[1], "text": m.token.replace("\n", "↵\n"), "number": m.index + 1,
+    marks = [{"colours": _colours(m), "text": m.token.replace("\n", "↵\n"), "number": m.index + 1,
               "token": visible(m.token), "id": m.id, "lines": _card_lines(m, marked_run)} for m in detection.tokens]
     return Markup(CSS) + legend_html() + _HTML.tokens(marks, prompt)
 
