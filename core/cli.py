@@ -12,6 +12,7 @@ import json
 import os
 import sys
 
+from core import text_tables
 from core.backends import add_backend_args
 from core.errors import InvalidSetting, PlaygroundError
 
@@ -181,29 +182,6 @@ def settings_from_args(a: argparse.Namespace):
     return DecodeSettings(max_new_tokens=a.max_new_tokens, seed=a.seed, **values)
 
 
-def _score_table(result) -> str:
-    lines = [f"perplexity {result.perplexity:.2f} over {len(result.tokens)} scored tokens "
-             f"(the first token, {result.first_token!r}, has no context and is not scored)",
-             f"{'token':<18}{'logprob':>9}{'rank':>7}{'surprisal':>15}"]
-    lines += [f"{t.token!r:<18}{t.logprob:>9.3f}{t.rank:>7}{t.surprisal_bits:>10.2f} bits" for t in result.tokens]
-    return "\n".join(lines)
-
-
-def _table(result) -> str:
-    lines = [f"model {result.model} on {result.device} ({result.engine} forward); prompt {len(result.prompt_ids)} tokens"]
-    lines += [f"note: {n}" for n in result.notices]
-    for run in result.runs:
-        f = run.best.figures()
-        lines.append(f"\n== {run.name}  (sequence log-prob {f.sequence_logprob:.2f}, "
-                     f"perplexity {f.perplexity:.2f}, distinct-2 {f.distinct_2:.2f})")
-        lines.append(run.best.text)
-        lines.append(f"{'step':>4}  {'token':<16}{'logprob':>9}{'rank':>6}  top choices (raw prob)")
-        for st in run.best.steps:
-            tops = ", ".join(f"{c.token!r} {c.prob:.1%}" for c in st.top[:3])
-            lines.append(f"{st.index:>4}  {st.token!r:<16}{st.logprob:>9.3f}{st.rank:>6}  {tops}")
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = (_quick_parser() if argv[:1] and argv[0] in QUICK else build_parser()).parse_args(argv)
@@ -258,11 +236,11 @@ def _run(args) -> int:
 
         found = watermark.detect_text(pg, args.text, settings, threshold)
         print(json.dumps({"model": pg.label, **found.to_dict()}, ensure_ascii=False) if args.json
-              else _detection_table(found))
+              else text_tables.detection_table(found))
         return 0
     if args.command == "score":
         result = pg.score(args.text)
-        print(json.dumps(result.to_dict(), ensure_ascii=False) if args.json else _score_table(result))
+        print(json.dumps(result.to_dict(), ensure_ascii=False) if args.json else text_tables.score_table(result))
         return 0
     if args.command == "pipeline":
         return run_pipeline(pg, args)
@@ -285,7 +263,7 @@ def _run(args) -> int:
 
             page = "beam" if args.command == "decode" and runs[0].is_beam else "compare"
             _write(args.html, html_export.export_html(result, rec, snippet, page=page))
-    print(result.to_json() if args.json else _table(result))
+    print(result.to_json() if args.json else text_tables.decode_table(result))
     return 0
 
 
@@ -307,21 +285,8 @@ def run_pipeline(pg, args) -> int:
     if not args.truncate:  # refuse a prompt that does not fit before decoding anything
         pg.encode_prompt(args.prompt, max(s.max_new_tokens for s in runs), truncate=False)
     view = pipeline_at(pg, args.prompt, runs, args.run, args.step, top_n=args.top_n)
-    print(json.dumps(view.to_dict(), ensure_ascii=False) if args.json else _pipeline_table(view))
+    print(json.dumps(view.to_dict(), ensure_ascii=False) if args.json else text_tables.pipeline_table(view))
     return 0
-
-
-def _pipeline_table(view) -> str:
-    lines = [f"model {view.model}; run {view.run} ({view.run_name}), step {view.step} of {view.steps}: it chose "
-             f"{view.token!r} (id {view.token_id}); the processors transform {view.scores}; shown: {view.sequence}",
-             f"{'stage':<22}{'kept':>8}{'entropy':>9}{'chosen p':>10}{'rank':>7}  what it did; top tokens"]
-    for st in view.stages:
-        tops = ", ".join(f"{t.token!r} {t.prob:.1%}" for t in st.top[:3])
-        lines.append(f"{st.name:<22}{st.kept:>8,}{st.entropy:>9.3f}{st.chosen_prob:>10.2%}{st.chosen_rank:>7}  "
-                     f"{st.did_naming(5)}; {tops}")
-    if view.not_applied:
-        lines.append("not applied in this run: " + ", ".join(view.not_applied))
-    return "\n".join(lines)
 
 
 def run_model_comparison(args) -> int:
@@ -351,26 +316,8 @@ def run_model_comparison(args) -> int:
     result.notices[:0] = notices
     for notice in result.notices:
         print(f"note: {notice}", file=sys.stderr)
-    print(result.to_json() if args.json else _comparison_table(result))
+    print(result.to_json() if args.json else text_tables.comparison_table(result))
     return 0
-
-
-def _comparison_table(result) -> str:
-    from core.views import tables
-
-    lines = [f"models {', '.join(result.models)}; prompt {result.prompt!r}"]
-    for name in dict.fromkeys(run.name for r in result.results for run in r.runs):
-        lines.append(f"\n== {name}")
-        for r in result.results:
-            found = next((run for run in r.runs if run.name == name), None)
-            lines.append(f"-- {r.model}: {found.best.text if found else '(not run on this backend; see the notes)'}")
-    rows = tables.cross_table(result)
-    columns = list(rows[0])
-    widths = [max(len(str(c)), *(len(str(row[c])) for row in rows)) for c in columns]
-    lines.append("")
-    lines.append("  ".join(str(c).ljust(w) for c, w in zip(columns, widths)))
-    lines += ["  ".join(str(row[c]).ljust(w) for c, w in zip(columns, widths)) for row in rows]
-    return "\n".join(lines)
 
 
 def _write(path: str, text: str) -> None:
@@ -411,16 +358,6 @@ def detect_settings(args):
     for name in values:
         check_knob(name, getattr(settings, name), KNOBS[name], {})
     return settings, watermark.check_threshold(args.z_threshold)
-
-
-def _detection_table(found) -> str:
-    figures = (f"z-score {found.z_score:.2f}, p-value {found.p_value:.3g}, green {found.green_tokens} of "
-               f"{found.tokens_scored} scored ({found.green_fraction:.0%})" if found.tokens_scored else "no token scored")
-    lines = [found.verdict, figures, f"{'token':<18}{'list':>7}{'z so far':>10}"]
-    for m in found.tokens:
-        colour = "-" if m.green is None else ("green" if m.green else "red")
-        lines.append(f"{m.token!r:<18}{colour:>7}{'' if m.z is None else f'{m.z:.2f}':>10}")
-    return "\n".join(lines)
 
 
 # `python -m core report ...` ------------------------------------------------------------------------
@@ -489,7 +426,7 @@ def run_report(args) -> int:
         print(f"note: {notice}", file=sys.stderr)
     if args.csv:
         _write(args.csv, result.to_csv())
-    print(result.to_json() if args.json else format_table(result))
+    print(result.to_json() if args.json else text_tables.format_table(result))
     return 0
 
 
@@ -513,58 +450,7 @@ def run_sweep(args) -> int:
         print(f"note: {notice}", file=sys.stderr)
     if args.csv:
         _write(args.csv, result.to_csv())
-    print(result.to_json() if args.json else format_sweep_table(result))
+    print(result.to_json() if args.json else text_tables.format_sweep_table(result))
     return 0
 
 
-def _cell(s, digits: int = 2, percent: bool = False) -> str:
-    if s.mean is None:
-        return "-"
-    f = (lambda v: f"{100 * v:.0f}%") if percent else (lambda v: f"{v:.{digits}f}")
-    return f(s.mean) + (f" [{f(s.low)}, {f(s.high)}]" if s.low is not None else "")
-
-
-FIGURE_HEAD = ["perplexity", "Self-BLEU-4", "Zipf", "repetition", "distinct-2", "length", "n"]
-
-
-def _figure_cells(r) -> list[str]:
-    m = r.metrics
-    return [_cell(m["perplexity"], 1), _cell(m["self_bleu4"], 3), _cell(m["zipf"], 2),
-            _cell(m["repetition_rate"], percent=True), _cell(m["distinct_2"], 2), _cell(m["mean_length"], 1),
-            str(len(r.samples))]
-
-
-def _columns(head: list[str], rows: list[list[str]]) -> list[str]:
-    widths = [max(len(x[i]) for x in [head] + rows) for i in range(len(head))]
-    return ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in [head] + rows]
-
-
-def format_table(result) -> str:
-    """The table the command line prints: one row per strategy, the human row last and marked."""
-    from core import report
-
-    rows = [[("* " if r.is_human else "  ") + r.name, *_figure_cells(r)] for r in result.rows]
-    lines = [f"model {result.model} on {result.device}; {len(result.prompts)} prompt(s), "
-             f"{result.samples_per_strategy} samples per sampling strategy, {result.max_new_tokens} new tokens, "
-             f"seed {result.seed} (run i: seed + i); {result.seconds:.1f}s"]
-    lines += _columns(["strategy", *FIGURE_HEAD], rows)
-    lines.append("mean [95% bootstrap interval]; * = human text. Rules:")
-    lines += [f"  {k}: {v}" for k, v in report.RULES.items()]
-    return "\n".join(lines)
-
-
-def format_sweep_table(result) -> str:
-    """One row per point (knob, base run, value), the human row last and marked."""
-    from core import report
-    rows = [["  " + p.knob, p.method, report.sweep.value_label(p.value), *_figure_cells(p.report)]
-            for p in result.points]
-    if result.human is not None:
-        rows.append(["* human text", "", "", *_figure_cells(result.human)])
-    lines = [f"model {result.model} on {result.device}; {len(result.prompts)} prompt(s), "
-             f"{result.samples_per_point} samples per point, {result.max_new_tokens} new tokens, seed {result.seed}; "
-             f"{len(result.points)} points ({result.decoded} runs decoded) in {result.batches} batch(es) per prompt; "
-             f"{result.seconds:.1f}s"]
-    lines += _columns(["knob", "base run", "value", *FIGURE_HEAD], rows)
-    lines.append("mean [95% bootstrap interval]; * = human text. Rules:")
-    lines += [f"  {k}: {v}" for k, v in {**report.RULES, **report.sweep.SWEEP_RULES}.items()]
-    return "\n".join(lines)

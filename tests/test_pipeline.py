@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from conftest import PROMPTS
-from core.cli import _pipeline_table, main
+from core.cli import main
+from core.text_tables import pipeline_table
 from core.decoding.knobs import TokenTexts, check_knob
 from core.pipeline import RAW, pipeline_at, replayable, stages_at
 from core.decoding.processors import BANS, CUTS, PROCESSORS, RESHAPES, RunContext, build_processors, ordered
@@ -212,7 +213,7 @@ def test_the_command_line_prints_the_stages(capsys, tiny_dir, playground):
     same = pipeline_at(playground, PROMPTS[0], runs, 1, 3, top_n=4).to_dict()
     assert got["stages"] == json.loads(json.dumps(same["stages"])) and got["token"] == same["token"]
     assert got["stages"][2]["kept"] == 20 and got["run"] == 1 and got["step"] == 3
-    table = _pipeline_table(pipeline_at(playground, PROMPTS[0], runs, 1, 3, top_n=4)).splitlines()
+    table = pipeline_table(pipeline_at(playground, PROMPTS[0], runs, 1, 3, top_n=4)).splitlines()
     assert table[1].startswith("stage") and [line.split()[0] for line in table[2:6]] == [s["name"] for s in got["stages"]]
     assert "keeps 20" in table[4]
     code, out, err = run_cli(capsys, "pipeline", "--model", tiny_dir, "--prompt", PROMPTS[0], "--lineup", lineup,
