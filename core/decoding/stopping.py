@@ -59,7 +59,8 @@ def applied_to(s) -> list[Criterion]:
 def check(s) -> None:
     for c in applied_to(s):
         if s.mode not in c.modes:
-            raise InvalidSetting(f"{c.knobs[0]} ends greedy, sampling, beam, contrastive and assisted runs, not "
+            modes = [m.replace("_", " ") for m in c.modes]  # said from the declaration, so it never goes stale
+            raise InvalidSetting(f"{c.knobs[0]} ends {', '.join(modes[:-1])} and {modes[-1]} runs, not "
                                  f"{s.mode.replace('_', ' ')}; remove it from this run.")
 
 
