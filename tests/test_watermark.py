@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import example, given, settings as hsettings, strategies as st
 from transformers import WatermarkDetector, WatermarkingConfig
 
 from conftest import PROMPTS
@@ -285,6 +285,7 @@ def test_bad_watermark_settings_are_one_sentence(changes, message):
                              "context_width"]),
        value=st.one_of(st.text(max_size=60), st.sampled_from(["nan", "-inf", "1e309", "-1", "0", "1", "true",
                                                               "selfhash", "9" * 80, "0x10", "<i>x</i>"])))
+@example(name="seeding_scheme", value="[\n0")  # found by Hypothesis: the run's name in the refusal held the newline
 @hsettings(max_examples=300, deadline=None)
 def test_the_watermark_in_a_lineup_is_settings_or_one_sentence(name, value):
     try:

@@ -164,8 +164,9 @@ class _Behaviour:
         named = [p for p in [*processors.applied_to(self), *stopping.applied_to(self)] if p.in_name]
         for p in sorted(named, key=lambda p: _POSITION[p.knobs[0]]):
             try:
-                part = p.in_name(self)
-                name += f" + {part if len(part) <= 60 else part[:57] + '...'}"  # a stranger's text, cut short
+                # a stranger's text (a value not yet validated, in a refusal): control characters escaped, cut short
+                part = "".join(c if c.isprintable() else repr(c)[1:-1] for c in p.in_name(self))
+                name += f" + {part if len(part) <= 60 else part[:57] + '...'}"
             except (TypeError, ValueError, IndexError, AttributeError):  # a value of the wrong shape, named in a
                 # refusal before validate()
                 name += f" + {p.label}"
