@@ -12,13 +12,14 @@ import sys
 
 import pytest
 import torch
+from hypothesis import given, settings as hsettings, strategies as st
 from transformers import DynamicCache, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
 from conftest import ROOT
 from core.errors import InvalidSetting
 from core.models import lean_gpt2
 from core.models.forwards import adapter_for
-from core.models.lm import HFCausalLM, forward_choice
+from core.models.lm import HFCausalLM, forward_choice, reorder_in_place, row_moves
 from core.models.lean_gpt2 import LeanGPT2
 from core.playground import Playground, default_lineup
 
@@ -65,24 +66,45 @@ def test_prefill_and_steps_give_transformers_logits_past_a_chunk(gpt2):
 
 
 def test_rows_repeated_reordered_and_dropped_as_transformers_reorders_its_cache(gpt2):
-    lean = LeanGPT2(gpt2)
+    """Both adapters' reorders (the lean cache's and ours of transformers' DynamicCache, in place) against
+    transformers' own reorder_cache."""
+    lean, hf = LeanGPT2(gpt2), HFCausalLM(gpt2)
     prompt = torch.randint(0, 300, (1, 12))
     _, state = lean.prefill(prompt)
+    _, hf_state = hf.prefill(prompt)
     with torch.inference_mode():
         ref = gpt2(input_ids=prompt, use_cache=True, logits_to_keep=1).past_key_values
     moves = [torch.zeros(5, dtype=torch.long),  # the prompt's row for 5 rows (the transposed head)
              torch.tensor([2, 2, 0, 1, 4]),  # beams reordered (row 3 dropped, row 2 twice)
+             torch.tensor([1, 2, 0, 4, 3]),  # two cycles: rows set aside before they are written over
              torch.tensor([0, 1, 2, 3, 4]),  # nobody moves
              torch.tensor([3, 1])]  # runs finished (F.linear's head)
     for rows in moves:
         state = lean.select_rows(state, rows)
+        hf_state = hf.select_rows(hf_state, rows)
         ref.reorder_cache(rows)
         ids = torch.randint(0, 300, (rows.shape[0], 1))
         logits, state = lean.step(ids, state)
+        hf_logits, hf_state = hf.step(ids, hf_state)
         with torch.inference_mode():
             out = gpt2(input_ids=ids, past_key_values=ref, use_cache=True, logits_to_keep=1)
         ref = out.past_key_values
         assert torch.equal(logits, out.logits[:, -1].float()), rows
+        assert torch.equal(hf_logits, out.logits[:, -1].float()), rows
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, 7), min_size=1, max_size=8).flatmap(
+    lambda rows: st.just([r % len(rows) for r in rows])))
+def test_reorder_in_place_is_a_gather_copying_each_moved_row_once(rows):
+    """Any reorder of a same-sized batch (forks, swaps, cycles, rows that stay) ends as index_select
+    would leave it, with one copy per row whose source changed."""
+    cache = torch.randn(2, 3, len(rows), 4)
+    expected = cache.index_select(2, torch.tensor(rows))
+    reorder_in_place([cache], 2, torch.tensor(rows))
+    assert torch.equal(cache, expected)
+    copies = [m for m in row_moves(rows) if m[0] != "save"]
+    assert len(copies) == sum(source != row for row, source in enumerate(rows))
 
 
 def test_a_block_of_tokens_continues_the_cache_with_the_offset_causal_mask(gpt2):

@@ -8,8 +8,8 @@ transformers' order of operations, and changes only:
 
 - the KV cache: one preallocated tensor (layers, 2, rows, heads, capacity, head size) written in place,
   attended over its filled part with `F.scaled_dot_product_attention` (what transformers' default
-  "sdpa" attention calls, with the same scale and causal rule); a reorder of beams is one gather over
-  the whole cache, only for the rows that moved;
+  "sdpa" attention calls, with the same scale and causal rule); a reorder of beams copies only the rows
+  that moved, each once, straight from its source (`lm.row_moves`);
 - the head, from 4 rows on: `hidden @ W.T` with W.T kept once, contiguous (V x H floats more memory,
   once per model), which on a CPU is much faster than `F.linear` on the (V, H) weight and, from 4 rows
   on, gives its very bits (the same GEMM). Below 4 rows BLAS takes a matrix-vector path whose sums run
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from core.models.lm import ModelFacts, model_facts
+from core.models.lm import ModelFacts, model_facts, reorder_in_place
 
 # From this many rows on, the transposed head gives F.linear's bits (BLAS's GEMM rather than its GEMV).
 TRANSPOSED_HEAD_ROWS = 4
@@ -106,11 +106,8 @@ class LeanGPT2:
     def select_rows(self, state: KVCache, rows: torch.Tensor) -> KVCache:
         n = state.length
         if rows.shape[0] == state.kv.shape[2]:
-            # same batch: copy only the rows whose source changed (greedy and sampling rows never move)
-            moved = (rows != torch.arange(rows.shape[0], device=rows.device)).nonzero().flatten()
-            if moved.numel():
-                # the right side is gathered (copied) before the write, so sources may be overwritten
-                state.kv[:, :, moved, :, :n] = state.kv[:, :, rows[moved], :, :n]
+            # same batch: copy only the rows whose source changed, each once (greedy and sampling rows never move)
+            reorder_in_place([state.kv[..., :n, :]], 2, rows)
             return state
         # growing (the prompt's row repeated for every run), shrinking (runs that finished): one gather
         return KVCache(state.kv.index_select(2, rows), n)

@@ -9,6 +9,7 @@ step for the last layer's hidden states.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -97,6 +98,46 @@ def forward_choice(forward: str | None = None) -> str:
     return chosen
 
 
+def row_moves(rows: list[int]) -> list[tuple[str, int, int | None]]:
+    """The copies that make new row i hold old row rows[i] in place (a batch of the same size), each row
+    copied once, straight from its source: ("copy", row, source) in an order that reads every source
+    before it is overwritten; beams that swap places (a cycle) first set one row aside, ("save", row,
+    None), and later copies read it as ("restore", row, saved row). Rows that stay are not touched.
+    transformers' reorder_cache instead gathers every row into a new cache: twice the bytes of a moved
+    row, and a copy of every row that stays."""
+    pending = {row: source for row, source in enumerate(rows) if source != row}
+    readers = Counter(pending.values())  # how many pending copies still read each row
+    moves, aside = [], set()
+    while pending:
+        ready = [row for row in pending if not readers[row]]
+        if not ready:  # every row left to write is still read: a cycle; set one of its rows aside
+            row = next(iter(pending))
+            moves.append(("save", row, None))
+            aside.add(row)
+            readers[row] = 0  # those that read it now read what was set aside
+            ready = [row]
+        for row in ready:
+            source = pending.pop(row)
+            moves.append(("restore" if source in aside else "copy", row, source))
+            if source not in aside:
+                readers[source] -= 1
+    return moves
+
+
+@torch.inference_mode()
+def reorder_in_place(tensors: list[torch.Tensor], dim: int, rows: torch.Tensor) -> None:
+    """Apply `row_moves(rows)` to every tensor's rows along `dim` (views of a cache, written in place)."""
+    aside = {}
+    for kind, row, source in row_moves(rows.tolist()):
+        if kind == "save":
+            aside[row] = [t.select(dim, row).clone() for t in tensors]
+        for i, t in enumerate(tensors):
+            if kind == "copy":
+                t.select(dim, row).copy_(t.select(dim, source))
+            elif kind == "restore":
+                t.select(dim, row).copy_(aside[source][i])
+
+
 class NativeLM:
     """A model of core.models.architectures: it keeps its state (KV cache or LSTM state) itself."""
 
@@ -148,14 +189,9 @@ class HFCausalLM:
         layers = getattr(state, "layers", [])
         if layers and all(type(layer) is DynamicLayer for layer in layers) and layers[0].keys is not None \
                 and rows.shape[0] == layers[0].keys.shape[0]:
-            # Same batch size: copy only the rows whose source changed. reorder_cache would copy every
-            # row of every layer, although greedy and sampling rows never move and beams often stay.
-            moved = (rows != torch.arange(rows.shape[0], device=rows.device)).nonzero().flatten()
-            if moved.numel():
-                source = rows[moved]
-                for layer in layers:
-                    layer.keys[moved] = layer.keys[source]  # the right side is gathered (copied) first
-                    layer.values[moved] = layer.values[source]
+            # Same batch size: copy only the rows whose source changed, each once (`row_moves`); reorder_cache
+            # would copy every row of every layer twice, although greedy and sampling rows never move.
+            reorder_in_place([t for layer in layers for t in (layer.keys, layer.values)], 0, rows)
             return state
         # growing, shrinking or other cache types: DynamicCache's own index_select per layer
         state.reorder_cache(rows)
