@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from core.decoding.knobs import TokenTexts
 from core.decoding.processors import (BANS, CUTS, PROCESSORS, RESHAPES, Processor, RunContext, build_processors,
                                       ordered)
+from core.decoding.strategies.base import entropy
 from core.errors import InvalidSetting
 
 if TYPE_CHECKING:
@@ -243,7 +244,7 @@ def _stage(pg, p: Processor | None, s, before: torch.Tensor | None, after: torch
         name=RAW if p is None else (p.knobs[0] if p.knobs else p.name), processor="" if p is None else p.name,
         label=RAW if p is None else p.applied_label(s), does=RAW if p is None else p.does, acted=p is None,
         did="the model's own distribution" + (" (log-softmax of its logits)" if processes_logprobs(s) else ""),
-        kept=kept, entropy=float(torch.special.entr(probs).sum()), chosen_prob=float(probs[chosen]),
+        kept=kept, entropy=float(entropy(lp, probs)), chosen_prob=float(probs[chosen]),
         chosen_rank=int((lp > lp[chosen]).sum()) + 1, chosen_score=float(row[chosen]), top=top, probs=probs.cpu())
     if p is not None:
         _effect(pg, stage, p, s, before[0], row)

@@ -126,3 +126,19 @@ def test_a_branch_continues_from_the_exact_token_path(playground):
     other = playground.decode(PROMPTS[0], DecodeSettings("greedy", max_new_tokens=8),
                               continuation=ids[:3] + [alternative])
     assert other.prompt_ids[-1] == alternative and other.prompt_ids[:-1] == main.prompt_ids + ids[:3]
+
+
+def test_entropy_from_log_probs_is_torch_entr_of_the_distribution():
+    """The trace's entropy (-sum p log p from the log-probs at hand) against torch.special.entr of the
+    probabilities, with tokens a processor removed (-inf) and probabilities that underflow to 0."""
+    from core.decoding.strategies.base import entropy
+
+    torch.manual_seed(5)
+    logits = torch.randn(6, 500) * torch.tensor([0.1, 1.0, 5.0, 30.0, 200.0, 1.0])[:, None]
+    logits[5, 100:] = float("-inf")  # top-k-like cut
+    logprobs = F.log_softmax(logits, dim=-1)
+    probs = logprobs.exp()
+    got = entropy(logprobs, probs)
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got, torch.special.entr(probs).sum(-1), rtol=1e-5, atol=1e-6)
+    assert got[4] < 1e-3 and abs(got[0] - math.log(500)) < 0.01  # nearly one-hot; nearly uniform
