@@ -142,3 +142,6 @@ def test_entropy_from_log_probs_is_torch_entr_of_the_distribution():
     assert torch.isfinite(got).all()
     torch.testing.assert_close(got, torch.special.entr(probs).sum(-1), rtol=1e-5, atol=1e-6)
     assert got[4] < 1e-3 and abs(got[0] - math.log(500)) < 0.01  # nearly one-hot; nearly uniform
+    logits[2, 7] = float("nan")  # a broken model's row stays NaN, as entr leaves it
+    logprobs = F.log_softmax(logits, dim=-1)
+    assert entropy(logprobs, logprobs.exp()).isnan().tolist() == [False, False, True, False, False, False]

@@ -128,10 +128,11 @@ def figures_of_logprobs(logprobs: torch.Tensor, top_n: int) -> RawRows:
 
 
 def entropy(logprobs: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
-    """Nats, per row: -sum p log p from the log-probs already at hand. torch.special.entr would take the
-    log of every probability again, one element at a time: 9x slower on a CPU (2.7 ms against 0.3 ms for
-    16 rows of GPT-2's vocabulary). A token a processor removed (log p = -inf, p = 0) adds 0."""
-    return -(probs * logprobs.clamp(min=torch.finfo(logprobs.dtype).min)).sum(-1)
+    """Nats, per row: -sum p log p from the log-probs already at hand. torch.special.entr takes the log of
+    every probability again, element by element: 4-5x slower on this CPU (1.5 ms against 0.3 ms for 16 rows
+    of GPT-2's vocabulary). A token a processor removed (log p = -inf, p = 0) adds 0 (nansum: 0 x -inf);
+    a row the model gave NaN stays NaN, as entr would leave it."""
+    return torch.where(logprobs.sum(-1).isnan(), float("nan"), -(probs * logprobs).nansum(-1))
 
 
 class RowStats:
