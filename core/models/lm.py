@@ -103,8 +103,8 @@ def row_moves(rows: list[int]) -> list[tuple[str, int, int | None]]:
     copied once, straight from its source: ("copy", row, source) in an order that reads every source
     before it is overwritten; beams that swap places (a cycle) first set one row aside, ("save", row,
     None), and later copies read it as ("restore", row, saved row). Rows that stay are not touched.
-    transformers' reorder_cache instead gathers every row into a new cache: twice the bytes of a moved
-    row, and a copy of every row that stays."""
+    transformers' reorder_cache instead copies every row, moved or not, into a new cache (index_select);
+    the gather-then-write this replaces copied each moved row twice."""
     pending = {row: source for row, source in enumerate(rows) if source != row}
     readers = Counter(pending.values())  # how many pending copies still read each row
     moves, aside = [], set()
@@ -190,7 +190,7 @@ class HFCausalLM:
         if layers and all(type(layer) is DynamicLayer for layer in layers) and layers[0].keys is not None \
                 and rows.shape[0] == layers[0].keys.shape[0]:
             # Same batch size: copy only the rows whose source changed, each once (`row_moves`); reorder_cache
-            # would copy every row of every layer twice, although greedy and sampling rows never move.
+            # would copy every row of every layer, although greedy and sampling rows never move.
             reorder_in_place([t for layer in layers for t in (layer.keys, layer.values)], 0, rows)
             return state
         # growing, shrinking or other cache types: DynamicCache's own index_select per layer
