@@ -137,9 +137,12 @@ def entropy(logprobs: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
 
 class RowStats:
     """Per-step statistics of a block of rows, computed once per step and looked up per token later.
-    `raw`: the rows' `RawRows` (or their raw log-probs, from which they are computed here)."""
+    `raw`: the rows' `RawRows` (or their raw log-probs, from which they are computed here).
+    `unnormalised`: the processed log-probs are beam search's, which transformers does not renormalise (a
+    bias or a penalty moves them); the processed entropy is then the distribution's they make. Everyone
+    else's are a log_softmax already."""
 
-    def __init__(self, raw, processed_logprobs, kept, banned, top_n, keep_distributions):
+    def __init__(self, raw, processed_logprobs, kept, banned, top_n, keep_distributions, *, unnormalised=False):
         if isinstance(raw, torch.Tensor):
             raw = figures_of_logprobs(raw, top_n)
         self.top_ids, self.top_probs, self.entropy = raw.top_ids, raw.top_probs, raw.entropy
@@ -148,9 +151,7 @@ class RowStats:
             self.top_processed, self.processed_entropy = self.top_probs, self.entropy
         else:
             self.top_processed = processed_logprobs.gather(1, self.top_ids).exp()
-            # beam search's processed log-probs are not renormalised (a bias or a penalty moves them): the
-            # entropy is the distribution's they make
-            normalised = F.log_softmax(processed_logprobs, dim=-1)
+            normalised = F.log_softmax(processed_logprobs, dim=-1) if unnormalised else processed_logprobs
             self.processed_entropy = entropy(normalised, normalised.exp())
         self.kept = kept  # name -> (R,) counts
         self.banned = banned  # name -> list (per row) of id lists

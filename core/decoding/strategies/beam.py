@@ -125,7 +125,8 @@ class BeamSearch(Strategy):
         raw = self.raw(logits)
         raw_lp = raw.logprobs
         step_scores, proc_lp, kept, banned = self.scores(logits, raw_lp)
-        self.stats.append(RowStats(raw, proc_lp, kept, banned, self.top_n, self.keep_distributions))
+        self.stats.append(RowStats(raw, proc_lp, kept, banned, self.top_n, self.keep_distributions,
+                                   unnormalised=True))
 
         topk_log_probs, src, ids = self._get_top_k_continuations(step_scores)
         # a candidate stops when it is an end-of-text or reaches the length limit

@@ -152,7 +152,7 @@ class GroupBeamSearch(Strategy):
             current_tokens[rows] = tokens
             reordering[rows] = g * self.group_size + beam_idx
         self.stats.append(RowStats(raw, torch.cat(processed), {}, _merge_banned(banned, self.group_size),
-                                   self.top_n, self.keep_distributions))
+                                   self.top_n, self.keep_distributions, unnormalised=True))
         self.sequences = torch.cat([self.sequences[reordering], current_tokens[:, None]], dim=-1)
         self.done = all(self.group_done) or self.sequences.shape[1] >= self.max_length
         return current_tokens, reordering
